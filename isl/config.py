@@ -1,0 +1,310 @@
+"""Every default of every experiment, in one place, as typed dataclasses.
+
+An experiment yaml (configs/*.yaml) holds only what differs from these defaults; the command line adds
+dotted overrides (`--set isl.gan.alpha=2.0`). Unknown keys and wrong types are errors that list the valid
+keys and the closest match. Machine paths (data root, output root) come from the environment
+(ISL_DATA_ROOT, ISL_OUTPUT_ROOT) or the command line, never from experiment files.
+
+The numbers follow the reference ISL code (github ZiweiWangTHU/ISL) unless a comment says otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message says how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"            # digits | cifar10 | cifar100 | cifar100_20 | stl10 | svhn
+    root: str = ""                  # machine path; empty -> $ISL_DATA_ROOT or ./data (keep it out of yaml)
+    download: bool = False          # let torchvision download a missing data set
+    train_split: str = "train"      # stl10: "train+unlabeled" to train on 105k images
+    knn_split: str = "train"        # labelled split used as the kNN bank
+    test_split: str = "test"        # queries of the kNN evaluation
+    test_fraction: float = 0.2      # digits only: size of the stratified test split
+    split_seed: int = 0             # digits only: seed of the stratified split (fixed across runs)
+    augment: str = "default"        # augmentation preset of the train transform (see isl.data.transforms)
+    num_workers: int = 0            # DataLoader workers (0 for in-memory digits)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "convnet"           # convnet (digits) | resnet18 | resnet50 | resnet18_stl | resnet50_stl
+    low_dim: int = 128              # d: size of the L2-normalised embedding
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.03                # SGD learning rate (reference code)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"        # cosine | step | constant; depends on epochs only, never on test metrics
+    warmup_epochs: int = 0          # linear warm-up at the start of each encoder stage
+    step_milestones: list[float] = field(default_factory=lambda: [0.6, 0.8])  # fractions of a stage
+    step_gamma: float = 0.1
+    restart_each_round: bool = True  # restart the schedule at every encoder stage (else one schedule for all)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    epochs_first: int = 200         # instance-discrimination epochs before the first mining round
+    epochs_per_round: int = 200     # encoder epochs after each mining round
+    amp: bool = False               # autocast (bfloat16 on CPU, float16 on CUDA)
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    eval_every: int = 10            # epochs between evaluations (and always at the end of a stage)
+    log_every: int = 20             # steps between TensorBoard step scalars
+    max_steps_per_epoch: int = 0    # >0 caps an epoch (smoke tests only)
+
+
+@dataclass
+class GANConfig:
+    alpha: float = 1.0              # weight of the (a, p, g) terms; larger pulls g towards the negative
+    noise_dim: int = 32             # z; 0 = the reference code's deterministic generator
+    lr: float = 1e-4                # Adam, both networks (reference code)
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 128
+    max_epochs: int = 200           # per round; stops earlier when the loss stops improving
+    min_epochs: int = 5
+    patience: int = 10              # epochs without an improvement of min_delta in the monitored loss
+    min_delta: float = 1e-3
+    num_candidates: int = 4096      # negatives: the hardest of this many random entries outside P_i
+    positive_source: str = "mined"  # mined: p drawn from P_i (paper) | self: the anchor's own bank row (code)
+    min_d_gap: float = 0.0          # mine only if D(real) - D(fake_pos) on held-out triplets exceeds this
+
+
+@dataclass
+class MiningConfig:
+    strategy: str = "gan"           # gan (ISL) | knn (Euclidean neighbours) | none (NPID)
+    radius: float = 0.632           # r, Euclidean on unit vectors (0.632 = cosine 0.8, the reference's
+                                    # adaptive radius at D = 0.5)
+    radius_mode: str = "fixed"      # fixed | adaptive_cosine (reference: cos > R + (1 - s)(1 - R))
+    adaptive_base: float = 0.6      # R of the adaptive rule (0.3 on ImageNet)
+    threshold: float = 0.5          # h: accept the best proxy if D(a, g*, n) > h
+    n_proxies: int = 5              # proxies drawn per anchor; the best by D is kept
+    topk: int = 10                  # at most this many neighbours of g* join P_i (0 = no cap)
+    quota: float = 0.5              # new undirected pairs per round, as a fraction of N
+    max_passes: int = 10            # mining passes per round before giving up on the quota
+    chunk_size: int = 4096          # anchors per mining chunk
+
+
+@dataclass
+class ISLConfig:
+    temperature: float = 0.1        # tau of the softmax over the memory bank
+    bank_momentum: float = 0.5      # eta: v_i <- normalise(eta f_i + (1 - eta) v_i)
+    lam: float = 0.5                # lambda: weight of L2 (hard positive enhancement)
+    hard_positive: str = "least_similar"  # least_similar (paper) | most_similar (reference code)
+    singleton_hard: str = "second_view"   # second_view (paper) | skip (reference code: no L2 without mined)
+    rounds: int = 4                 # mining rounds (0 = NPID)
+    bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size
+    gan: GANConfig = field(default_factory=GANConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    kmeans_restarts: int = 10
+    cluster_on: str = "all"         # all (train + test, "whole") | test | train ("split")
+    backend: str = "auto"           # auto (faiss when present) | faiss | torch
+    batch_size: int = 512
+
+
+@dataclass
+class BaselineConfig:
+    loss: str = "triplet"           # a name in baselines.registry.LOSSES
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    miner: str = "none"             # none | easy | hard | semihard (baselines.miners)
+    miner_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "m_per_class"    # m_per_class | magnet | random
+    m_per_class: int = 4
+    epochs: int = 50
+    loss_lr: float = 0.01           # learning rate of loss parameters (proxies, centres)
+    magnet_clusters: int = 4        # Magnet: k-means clusters per class
+    magnet_batch_clusters: int = 8  # Magnet: M clusters per batch
+    magnet_refresh: int = 1         # Magnet: re-cluster every this many epochs
+
+
+@dataclass
+class Config:
+    experiment: str = "digits_isl"  # runs/<experiment>/<timestamp>/
+    seed: int = 0
+    output_root: str = ""           # machine path; empty -> $ISL_OUTPUT_ROOT or ./runs
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    isl: ISLConfig = field(default_factory=ISLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+# ---------------------------------------------------------------- loading, merging, validating
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _closest(key: str, choices) -> str:
+    match = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Check `value` against the annotation `typ`; ints are accepted for floats."""
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        raise ConfigError(f"{where} is a section; set its keys instead (e.g. {where}.<key>=...)")
+    if origin is list:
+        (item,) = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of {item.__name__}, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if typ in (int, float, str) and (not isinstance(value, typ) or isinstance(value, bool) and typ is not bool):
+        raise ConfigError(f"{where} must be of type {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _merge(obj, updates: dict, prefix: str = "") -> None:
+    types = _field_types(type(obj))
+    for key, value in updates.items():
+        where = f"{prefix}{key}"
+        if key not in types:
+            valid = ", ".join(sorted(types))
+            raise ConfigError(f"unknown config key {where!r}{_closest(key, types)}; valid keys under "
+                              f"{prefix.rstrip('.') or 'the top level'}: {valid}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where} is a section; give it a mapping, got {value!r}")
+            _merge(current, value, where + ".")
+        else:
+            setattr(obj, key, _coerce(value, types[key], where))
+
+
+def parse_override(text: str) -> dict:
+    """'isl.gan.alpha=2.0' -> {'isl': {'gan': {'alpha': 2.0}}} (the value is parsed as yaml)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. isl.gan.alpha=2.0)")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    out: dict = {}
+    node = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A path, or a bare file name looked up in configs/ (so `--cfg cifar10.yaml` works anywhere)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    available = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
+    raise ConfigError(f"config {str(name)!r} not found as a path nor in {CONFIG_DIR}{_closest(str(name), available)}; "
+                      f"available: {', '.join(available)}")
+
+
+def load_config(cfg: str | Path | None = None, overrides: list[str] | None = None,
+                data_root: str | None = None, output_root: str | None = None) -> Config:
+    """Defaults <- yaml file <- dotted overrides <- machine paths; validated."""
+    config = Config()
+    if cfg is not None:
+        path = resolve_config_path(cfg)
+        with open(path) as fh:
+            content = yaml.safe_load(fh) or {}
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(content).__name__}")
+        try:
+            _merge(config, content)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    for text in overrides or []:
+        _merge(config, parse_override(text))
+    config.data.root = data_root or config.data.root or os.environ.get("ISL_DATA_ROOT", "") or "./data"
+    config.output_root = output_root or config.output_root or os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
+    validate(config)
+    return config
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(value: str, choices: tuple[str, ...], where: str) -> None:
+    _check(value in choices, f"{where}={value!r} is not one of {', '.join(choices)}{_closest(value, choices)}")
+
+
+def validate(c: Config) -> None:
+    """Range and choice checks that types alone cannot express."""
+    isl, gan, mine = c.isl, c.isl.gan, c.isl.mining
+    _check(c.isl.temperature > 0, f"isl.temperature (tau) must be > 0, got {c.isl.temperature}")
+    _check(0 < isl.bank_momentum <= 1, f"isl.bank_momentum (eta) must be in (0, 1], got {isl.bank_momentum}")
+    _check(isl.lam >= 0, f"isl.lam (lambda) must be >= 0, got {isl.lam}")
+    _check(isl.rounds >= 0, f"isl.rounds must be >= 0, got {isl.rounds}")
+    _check(gan.alpha >= 0, f"isl.gan.alpha must be >= 0, got {gan.alpha}")
+    _check(0 < mine.radius <= 2, f"isl.mining.radius (r, Euclidean on unit vectors) must be in (0, 2], "
+           f"got {mine.radius}")
+    _check(0 < mine.threshold < 1, f"isl.mining.threshold (h, a probability) must be in (0, 1), got {mine.threshold}")
+    _check(mine.n_proxies >= 1, f"isl.mining.n_proxies must be >= 1, got {mine.n_proxies}")
+    _check(mine.quota > 0, f"isl.mining.quota must be > 0, got {mine.quota}")
+    _check(0 <= mine.adaptive_base < 1, f"isl.mining.adaptive_base must be in [0, 1), got {mine.adaptive_base}")
+    _choice(isl.hard_positive, ("least_similar", "most_similar"), "isl.hard_positive")
+    _choice(isl.singleton_hard, ("second_view", "skip"), "isl.singleton_hard")
+    _choice(mine.strategy, ("gan", "knn", "none"), "isl.mining.strategy")
+    _choice(mine.radius_mode, ("fixed", "adaptive_cosine"), "isl.mining.radius_mode")
+    _choice(gan.positive_source, ("mined", "self"), "isl.gan.positive_source")
+    _choice(c.optim.schedule, ("cosine", "step", "constant"), "optim.schedule")
+    _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
+    _choice(c.eval.backend, ("auto", "faiss", "torch"), "eval.backend")
+    _check(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
+    _check(c.train.batch_size >= 2, f"train.batch_size must be >= 2, got {c.train.batch_size}")
+    _check(c.model.low_dim >= 2, f"model.low_dim must be >= 2, got {c.model.low_dim}")
+    _check(c.eval.knn_k >= 1, f"eval.knn_k must be >= 1, got {c.eval.knn_k}")
+    _check(0 < c.data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {c.data.test_fraction}")
+
+
+def to_dict(c: Config) -> dict:
+    return dataclasses.asdict(c)
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. a checkpoint's or a run directory's config)."""
+    config = Config()
+    _merge(config, d)
+    validate(config)
+    return config
+
+
+def dump_yaml(c: Config) -> str:
+    return yaml.safe_dump(to_dict(c), sort_keys=False)

@@ -1,0 +1,78 @@
+"""Config: yaml + overrides merge into typed defaults; bad keys and types fail with helpful messages."""
+import pytest
+
+from isl.config import CONFIG_DIR, Config, ConfigError, dump_yaml, from_dict, load_config, parse_override, to_dict
+
+
+def test_every_shipped_config_loads():
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        if path.parent.name == "ablations":
+            continue  # sweep files, not experiment files
+        cfg = load_config(path)
+        assert isinstance(cfg, Config), path
+
+
+def test_bare_name_is_looked_up_in_configs_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("cifar10.yaml").data.name == "cifar10"
+    assert load_config("cifar10").model.arch == "resnet18"
+
+
+def test_dotted_override_and_int_for_float():
+    cfg = load_config("digits.yaml", ["isl.gan.alpha=2", "train.batch_size=64", "isl.mining.strategy=knn"])
+    assert cfg.isl.gan.alpha == 2.0 and isinstance(cfg.isl.gan.alpha, float)
+    assert cfg.train.batch_size == 64 and cfg.isl.mining.strategy == "knn"
+    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+
+
+def test_unknown_key_lists_valid_keys_and_closest_match():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["isl.gan.alpah=2"])
+    assert "did you mean 'alpha'" in str(err.value) and "noise_dim" in str(err.value)
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("isl: {temprature: 0.2}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*did you mean 'temperature'"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.batch_size=abc", "must be of type int"),
+    ("train.batch_size=1.5", "must be of type int"),
+    ("train.amp=3", "true or false"),
+    ("isl=3", "is a section"),
+    ("isl.mining.strategy=gann", "did you mean 'gan'"),
+    ("isl.mining.radius=0", "radius"),
+    ("isl.mining.radius=2.5", "radius"),
+    ("isl.mining.threshold=1.5", "threshold"),
+    ("isl.gan.alpha=-1", "alpha"),
+    ("isl.temperature=0", "temperature"),
+    ("isl.bank_momentum=1.5", "bank_momentum"),
+    ("noequals", "section.key=value"),
+])
+def test_wrong_types_and_ranges_fail_clearly(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, [override])
+
+
+def test_missing_config_file_lists_available():
+    with pytest.raises(ConfigError, match="cifar10.yaml"):
+        load_config("cifar11.yaml")
+
+
+def test_machine_paths_from_environment_and_cli(monkeypatch):
+    monkeypatch.setenv("ISL_DATA_ROOT", "/data/x")
+    monkeypatch.setenv("ISL_OUTPUT_ROOT", "/out/y")
+    cfg = load_config("digits.yaml")
+    assert cfg.data.root == "/data/x" and cfg.output_root == "/out/y"
+    cfg = load_config("digits.yaml", data_root="/cli/data", output_root="/cli/out")
+    assert cfg.data.root == "/cli/data" and cfg.output_root == "/cli/out"
+
+
+def test_round_trip_through_dict_and_yaml():
+    import yaml
+    cfg = load_config("stl10.yaml", ["isl.gan.alpha=0.5"])
+    assert from_dict(to_dict(cfg)) == cfg
+    assert from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
