@@ -1,0 +1,159 @@
+"""The per-stage functions of ISL training (Wang et al., ICCV 2021): encoder epoch, GAN epoch, mining, evaluation.
+
+Each function receives its objects as arguments and returns plain metrics; the round loop in `isl/train.py`
+calls them in order. Notation: f -> `features` (encoder output, unit norm), V -> `bank.bank`, P_i ->
+`positives`, tau -> `temperature`, lambda -> `lam`, r -> `radius`, h -> `threshold`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import Config
+from .eval import evaluate_embeddings, extract_features
+from .gan import gan_quality, gan_step
+from .memory_bank import MemoryBank
+from .mining import mine_gan, mine_knn
+from .objective import ISLLoss
+from .positives import PositiveSets
+from .triplets import build_triplets
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+
+
+def learning_rate(cfg: Config, stage_epoch: int, stage_epochs: int) -> float:
+    """Learning rate of an encoder epoch; a function of epoch counters only (never of test metrics)."""
+    o = cfg.optim
+    if stage_epoch < o.warmup_epochs:
+        return o.lr * (stage_epoch + 1) / o.warmup_epochs
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "step":
+        passed = sum(stage_epoch >= m * stage_epochs for m in o.step_milestones)
+        return o.lr * o.step_gamma ** passed
+    progress = (stage_epoch - o.warmup_epochs) / max(1, stage_epochs - o.warmup_epochs)
+    return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
+                        cfg: Config, device: torch.device, desc: str = "encoder") -> dict[str, float]:
+    """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step."""
+    isl = cfg.isl
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64)  # l1, l2, loss
+    steps = 0
+    start = time.perf_counter()
+    for images, _, indices in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2):
+        images, indices = images.to(device, non_blocking=True), indices.to(device)
+        b = images.shape[0]                                              # images: B x 2 x C x H x W
+        with _autocast(device, cfg.train.amp):
+            feats = model(images.flatten(0, 1)).float().view(b, 2, -1)  # B x 2 x d
+        f1, f2 = feats[:, 0], feats[:, 1].detach()                      # view 1 trains; view 2 is a target
+        logits = bank.logits(f1, isl.temperature)                       # B x N
+        pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
+        hp_idx, has_mined = positives.hard_positive(f1.detach(), indices, bank.bank, isl.hard_positive)
+        # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i
+        hard = torch.where(has_mined[:, None], bank.bank[hp_idx], f2)   # B x d
+        hard_valid = has_mined if isl.singleton_hard == "skip" else torch.ones_like(has_mined)
+        with torch.no_grad():
+            hard_logits = bank.logits(hard, isl.temperature)            # B x N, no gradient
+        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
+        loss = terms["l1"] + isl.lam * terms["l2"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
+                                     f"l2={terms['l2'].item()}) at step {steps} of {desc}; lower optim.lr or "
+                                     f"check the data. The last good checkpoint is kept.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bank.update(indices, f1.detach())                               # v_i <- norm(eta f_i + (1-eta) v_i)
+        sums += torch.stack([terms["l1"].detach(), terms["l2"].detach(), loss.detach()]).double().cpu()
+        steps += 1
+        if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:
+            break
+    l1, l2, total = (sums / max(steps, 1)).tolist()
+    return {"l1": l1, "l2": l2, "loss": total, "steps": steps, "sec_per_epoch": time.perf_counter() - start}
+
+
+def train_gan_epoch(G, D, opt_g, opt_d, bank: MemoryBank, positives: PositiveSets, train_anchors: torch.Tensor,
+                    cfg: Config, generator: torch.Generator) -> dict[str, float]:
+    """One pass of GAN training over `train_anchors` on frozen bank features."""
+    gan = cfg.isl.gan
+    G.train(), D.train()
+    order = train_anchors[torch.randperm(len(train_anchors), generator=generator, device=train_anchors.device)]
+    sums, steps = {}, 0
+    for start in range(0, len(order), gan.batch_size):
+        anchors = order[start:start + gan.batch_size]
+        a, p, n = build_triplets(bank.bank[anchors], anchors, bank.bank, positives, gan.num_candidates,
+                                 generator, positive_source=gan.positive_source)
+        out = gan_step(G, D, opt_g, opt_d, a, p, n, gan.alpha, generator)
+        for key, value in out.items():
+            sums[key] = sums.get(key, 0.0) + torch.as_tensor(value).detach().double().cpu()
+        steps += 1
+    return {k: float(v / max(steps, 1)) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def gan_heldout(G, D, bank: MemoryBank, positives: PositiveSets, anchors: torch.Tensor, cfg: Config,
+                generator: torch.Generator) -> dict[str, float]:
+    """D's scores on real and fake triplets of anchors the GAN never trained on."""
+    gan = cfg.isl.gan
+    a, p, n = build_triplets(bank.bank[anchors], anchors, bank.bank, positives, gan.num_candidates, generator,
+                             positive_source=gan.positive_source)
+    out = gan_quality(G, D, a, p, n, alpha=gan.alpha, generator=generator)
+    return {f"heldout_{k}": float(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def mining_pass(G, D, bank: MemoryBank, positives: PositiveSets, cfg: Config,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Candidate pairs (i, j) from one pass over every anchor; the caller adds them under the quota."""
+    m = cfg.isl.mining
+    anchors = torch.arange(len(bank), device=bank.bank.device)
+    if m.strategy == "knn":
+        res = mine_knn(anchors, bank.bank, positives, radius=m.radius, topk=m.topk or None,
+                       chunk_size=m.chunk_size, backend=cfg.eval.backend)
+    else:
+        G.eval(), D.eval()
+        res = mine_gan(anchors, bank.bank, positives, G, D, radius=m.radius, threshold=m.threshold,
+                       n_proxies=m.n_proxies, topk=m.topk or None, radius_mode=m.radius_mode,
+                       adaptive_base=m.adaptive_base, num_candidates=cfg.isl.gan.num_candidates,
+                       chunk_size=m.chunk_size, backend=cfg.eval.backend, generator=generator)
+    stats = {"candidate_pairs": int(res.pairs_i.numel()),
+             "accepted_anchors": int(getattr(res, "num_accepted_anchors", -1))}
+    return res.pairs_i, res.pairs_j, stats
+
+
+@torch.no_grad()
+def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
+    """The shared evaluation on freshly extracted test-transform features (never the memory bank)."""
+    bank_f, bank_y, _ = extract_features(model, bank_loader, device)
+    query_f, query_y, _ = extract_features(model, query_loader, device)
+    e = cfg.eval
+    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
+                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
+                              cluster_on=e.cluster_on)
+    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
+
+
+def pair_precision(positives: PositiveSets, labels: torch.Tensor) -> float:
+    """Fraction of mined pairs whose ground-truth labels agree (monitoring only; NaN without pairs)."""
+    value = positives.pair_precision(labels)
+    return float("nan") if value is None else float(value)
+
+
+def normalize_rows(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=1)

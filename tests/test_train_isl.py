@@ -1,0 +1,114 @@
+"""End to end on digits: a tiny ISL run, exact resume, bad input, non-finite loss handling."""
+import json
+
+import pytest
+import torch
+
+from isl.checkpoint import CheckpointError, load_checkpoint
+from isl.config import load_config
+from isl.rundir import RunDir, read_metrics
+from isl.stages import NonFiniteLossError
+from isl.train import StopRun, run_isl
+
+TINY = ["train.epochs_first=2", "train.epochs_per_round=1", "isl.rounds=1", "train.batch_size=64",
+        "train.max_steps_per_epoch=3", "train.eval_every=1", "isl.gan.max_epochs=2", "isl.gan.min_epochs=1",
+        "isl.gan.batch_size=256", "isl.gan.num_candidates=64", "isl.gan.min_d_gap=-1.0",
+        "isl.mining.max_passes=2", "isl.mining.quota=0.2", "isl.mining.radius=1.0", "eval.kmeans_restarts=1",
+        "eval.knn_k=5", "model.low_dim=16"]
+
+
+def tiny_cfg(tmp_path, *extra):
+    return load_config("digits.yaml", TINY + list(extra), output_root=str(tmp_path / "runs"))
+
+
+def test_tiny_isl_run_end_to_end(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir.create(cfg, enable_tensorboard=True)
+    results = run_isl(cfg, run)
+    run.close()
+    for key in ("knn_acc", "nmi", "acc", "ari"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["method"] == "isl" and results["epochs"] == 3
+    stages = [r["stage"] for r in read_metrics(run.path)]
+    assert stages[:2] == ["encoder", "encoder"] and "gan" in stages and "mining" in stages
+    assert stages[-2:] == ["encoder", "final"]
+    assert json.loads((run.path / "results.json").read_text())["knn_acc"] == results["knn_acc"]
+    assert (run.path / "config.yaml").is_file() and list(run.path.glob("events.out.tfevents.*"))
+    state = load_checkpoint(run.checkpoint_path)  # weights_only=True
+    assert state["progress"]["stage"] == "done"
+
+
+@pytest.mark.parametrize("strategy", ["none", "knn"])
+def test_other_strategies_run(tmp_path, strategy):
+    cfg = tiny_cfg(tmp_path, f"isl.mining.strategy={strategy}")
+    run = RunDir.create(cfg, enable_tensorboard=False)
+    results = run_isl(cfg, run)
+    assert results["method"] == {"none": "npid", "knn": "knn_mining"}[strategy]
+    if strategy == "none":
+        assert results["pairs"] == 0
+    stages = {r["stage"] for r in read_metrics(run.path)}
+    assert "gan" not in stages
+
+
+def _weights(path):
+    state = load_checkpoint(path)
+    return state["model"], state["bank"], state["positives"], state["G"], state["D"]
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])  # after the first encoder epoch; inside the GAN stage
+def test_resume_is_bit_identical(tmp_path, stop_after):
+    cfg = tiny_cfg(tmp_path)
+    full = RunDir(tmp_path / "full", enable_tensorboard=False)
+    run_isl(cfg, full)
+    part = RunDir(tmp_path / "part", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, part, stop_after=stop_after)
+    run_isl(cfg, part, resume=part.checkpoint_path)
+    for a, b in zip(_weights(full.checkpoint_path), _weights(part.checkpoint_path)):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=1)
+    other = tiny_cfg(tmp_path, "isl.lam=0.9")
+    with pytest.raises(CheckpointError, match="isl.lam"):
+        run_isl(other, run, resume=run.checkpoint_path)
+
+
+def test_batch_larger_than_data_set(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.batch_size=5000")
+    with pytest.raises(ValueError, match="larger than the training set"):
+        run_isl(cfg, RunDir(tmp_path / "r", enable_tensorboard=False))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=1)
+    good = load_checkpoint(run.checkpoint_path)
+
+    from isl.objective import ISLLoss
+    original = ISLLoss.forward
+
+    def poisoned(self, *args, **kwargs):
+        terms = original(self, *args, **kwargs)
+        return {**terms, "l1": terms["l1"] * float("nan")}
+
+    monkeypatch.setattr(ISLLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        run_isl(cfg, run, resume=run.checkpoint_path)
+    kept = load_checkpoint(run.checkpoint_path)
+    assert kept["progress"] == good["progress"]
+    for key in good["model"]:
+        assert torch.equal(kept["model"][key], good["model"][key])
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
