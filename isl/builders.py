@@ -23,7 +23,8 @@ def build_encoder_from_config(cfg: Config) -> torch.nn.Module:
 def _dataset(cfg: Config, split: str, transform):
     d = cfg.data
     return build_dataset(d.name, split, d.root, transform, d.download,
-                         test_fraction=d.test_fraction, split_seed=d.split_seed)
+                         test_fraction=d.test_fraction, split_seed=d.split_seed,
+                         verify_checksums=d.verify_checksums)
 
 
 def build_train_set(cfg: Config, transform=None):

@@ -31,6 +31,7 @@ class DataConfig:
     name: str = "digits"            # digits | cifar10 | cifar100 | cifar100_20 | stl10 | svhn
     root: str = ""                  # machine path; empty -> $ISL_DATA_ROOT or ./data (keep it out of yaml)
     download: bool = False          # let torchvision download a missing data set
+    verify_checksums: bool = True   # torchvision's md5 check of CIFAR / STL-10 / SVHN files
     train_split: str = "train"      # stl10: "train+unlabeled" to train on 105k images
     knn_split: str = "train"        # labelled split used as the kNN bank
     test_split: str = "test"        # queries of the kNN evaluation

@@ -49,8 +49,13 @@ def learning_rate(cfg: Config, stage_epoch: int, stage_epochs: int) -> float:
 
 
 def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
-                        cfg: Config, device: torch.device, desc: str = "encoder") -> dict[str, float]:
-    """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step."""
+                        cfg: Config, device: torch.device, desc: str = "encoder",
+                        batch_views=None) -> dict[str, float]:
+    """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step.
+
+    `batch_views`, when given, turns a batch of raw images B x C x H x W into two augmented views
+    B x 2 x C x H x W (batched augmentation); otherwise the loader already yields two views.
+    """
     isl = cfg.isl
     model.train()
     sums = torch.zeros(3, dtype=torch.float64)  # l1, l2, loss
@@ -58,6 +63,8 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
     start = time.perf_counter()
     for images, _, indices in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2):
         images, indices = images.to(device, non_blocking=True), indices.to(device)
+        if batch_views is not None:
+            images = batch_views(images)
         b = images.shape[0]                                              # images: B x 2 x C x H x W
         with _autocast(device, cfg.train.amp):
             feats = model(images.flatten(0, 1)).float().view(b, 2, -1)  # B x 2 x d

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import Config, to_dict
-from .data import MultiView, build_transform, dataset_targets
+from .data import MultiView, augment_digits_batch, build_transform, dataset_targets
 from .gan import Discriminator, Generator
 from .memory_bank import MemoryBank
 from .objective import ISLLoss
@@ -87,8 +87,14 @@ class ISLRun:
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
         seed_everything(cfg.seed)
-        two_views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), 2)
-        self.train_set = build_train_set(cfg, two_views)
+        if cfg.data.name == "digits":
+            # digits: raw 1 x 8 x 8 tensors; both views are drawn on the whole batch at once (~50x faster)
+            self.train_set = build_train_set(cfg, transform=lambda x: x)
+            self.batch_views = lambda x: torch.stack(
+                [augment_digits_batch(x, preset=cfg.data.augment) for _ in range(2)], dim=1)
+        else:
+            two_views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), 2)
+            self.train_set, self.batch_views = build_train_set(cfg, two_views), None
         n = len(self.train_set)
         if cfg.train.batch_size > n:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n} "
@@ -176,7 +182,7 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                     group["lr"] = lr
                 stats = train_encoder_epoch(s.model, s.optimizer, s.train_loader(p.global_epoch), s.bank,
                                             s.positives, s.objective, cfg, device,
-                                            desc=f"round {p.round} epoch {p.epoch}")
+                                            desc=f"round {p.round} epoch {p.epoch}", batch_views=s.batch_views)
                 p.epoch += 1
                 p.global_epoch += 1
                 record = {"stage": "encoder", "round": p.round, "epoch": p.epoch, "global_epoch": p.global_epoch,
