@@ -20,6 +20,7 @@ import torch  # noqa: E402
 
 from isl.builders import build_encoder_from_config, build_eval_loaders, select_device  # noqa: E402
 from isl.checkpoint import load_checkpoint  # noqa: E402
+from isl.cli import run_cli  # noqa: E402
 from isl.config import from_dict, load_config  # noqa: E402
 from isl.eval import evaluate_embeddings, extract_features, write_json  # noqa: E402
 
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from isl.checkpoint import CheckpointError  # noqa: E402
+from isl.cli import run_cli  # noqa: E402
 from isl.config import load_config  # noqa: E402
 from isl.rundir import RunDir  # noqa: E402
 from isl.train import run_isl  # noqa: E402
@@ -71,4 +72,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
