@@ -19,7 +19,7 @@ from .eval import evaluate_embeddings, extract_features
 from .gan import gan_quality, gan_step
 from .memory_bank import MemoryBank
 from .mining import mine_gan, mine_knn
-from .objective import ISLLoss
+from .objective import ISLLoss, hard_positive_logits
 from .positives import PositiveSets
 from .triplets import build_triplets
 
@@ -71,14 +71,13 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         f1, f2 = feats[:, 0], feats[:, 1].detach()                      # view 1 trains; view 2 is a target
         logits = bank.logits(f1, isl.temperature)                       # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
-        hp_idx, has_mined = positives.hard_positive(f1.detach(), indices, bank.bank, isl.hard_positive)
-        # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i
-        hard = torch.where(has_mined[:, None], bank.bank[hp_idx], f2)   # B x d
-        hard_valid = has_mined if isl.singleton_hard == "skip" else torch.ones_like(has_mined)
-        with torch.no_grad():
-            hard_logits = bank.logits(hard, isl.temperature)            # B x N, no gradient
+        # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
+        # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
+        hard_logits, hard_valid = hard_positive_logits(
+            f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
+            second_view=f2 if isl.singleton_hard == "second_view" else None, similarities=logits.detach())
         terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
-        loss = terms["l1"] + isl.lam * terms["l2"]
+        loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
                                      f"l2={terms['l2'].item()}) at step {steps} of {desc}; lower optim.lr or "
@@ -138,9 +137,12 @@ def mining_pass(G, D, bank: MemoryBank, positives: PositiveSets, cfg: Config,
         res = mine_gan(anchors, bank.bank, positives, G, D, radius=m.radius, threshold=m.threshold,
                        n_proxies=m.n_proxies, topk=m.topk or None, radius_mode=m.radius_mode,
                        adaptive_base=m.adaptive_base, num_candidates=cfg.isl.gan.num_candidates,
-                       chunk_size=m.chunk_size, backend=cfg.eval.backend, generator=generator)
-    stats = {"candidate_pairs": int(res.pairs_i.numel()),
-             "accepted_anchors": int(getattr(res, "num_accepted_anchors", -1))}
+                       chunk_size=m.chunk_size, backend=cfg.eval.backend, generator=generator,
+                       positive_source=cfg.isl.gan.positive_source)
+    stats = {"candidate_pairs": int(res.pairs_i.numel()), "accepted_anchors": res.num_accepted_anchors,
+             "capped_anchors": res.num_capped}
+    if res.scores is not None:
+        stats["mean_best_score"] = float(res.scores.nanmean())
     return res.pairs_i, res.pairs_j, stats
 
 

@@ -98,7 +98,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 
     def poisoned(self, *args, **kwargs):
         terms = original(self, *args, **kwargs)
-        return {**terms, "l1": terms["l1"] * float("nan")}
+        return {**terms, "l1": terms["l1"] * float("nan"), "loss": terms["loss"] * float("nan")}
 
     monkeypatch.setattr(ISLLoss, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = run_isl(cfg, run, resume=ckpt)
     finally:
         run.close()
-    print(json.dumps({k: results[k] for k in ("knn_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
+    print(json.dumps({k: None if isinstance(results[k], float) and results[k] != results[k] else results[k]
+                      for k in ("knn_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
                                                "wall_time_s")}))
     print(f"run directory: {run.path}")
     return results

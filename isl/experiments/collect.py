@@ -1,0 +1,200 @@
+"""Read finished run directories into flat rows, and summarise rows as mean +- std over seeds.
+
+A finished run directory (see `isl.rundir`) holds results.json (the final metrics) and config.yaml (the
+resolved config). A row is results.json with the config flattened into dotted keys next to it
+(`"isl.gan.alpha": 2.0`), so the values a sweep changed are read back from what the run actually used.
+Results keys never contain a dot, so the two never collide.
+
+Statistics over seeds: the mean and the sample standard deviation (ddof = 1); with one value the std is
+NaN and printed as nothing. Missing or null metrics (e.g. no mined pairs -> no precision) are skipped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRICS = ("knn_acc", "nmi", "acc", "ari", "pair_precision", "wall_time_s")
+PLOT_METRICS = ("knn_acc", "nmi", "acc", "pair_precision")
+METRIC_TITLES = {"knn_acc": "kNN acc", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
+                 "wall_time_s": "wall time (s)", "pairs": "pairs"}
+HIGHER_IS_BETTER = ("knn_acc", "nmi", "acc", "ari", "pair_precision")
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'isl': {'gan': {'alpha': 2}}} -> {'isl.gan.alpha': 2}; mappings named *kwargs stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and not str(key).endswith("kwargs"):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Shortest unique dotted suffix of each key: isl.gan.alpha -> alpha (isl.mining.radius -> radius)."""
+    out: dict[str, str] = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[-n:])
+            if all(other == key or not (other == name or other.endswith("." + name)) for other in keys):
+                break
+        out[key] = name
+    return out
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every folder holding a results.json at or below `paths` (run dirs, sweep dirs, runs/), sorted."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; give finished run directories or sweep folders "
+                                    f"(anything with results.json files below it)")
+        if path.is_file():
+            path = path.parent
+        found.update(p.parent for p in path.rglob("results.json"))
+    return sorted(found)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """results.json + flattened config.yaml (if present) of one run, plus its `run_dir`."""
+    run_dir = Path(run_dir)
+    with open(run_dir / "results.json") as fh:
+        row = json.load(fh)
+    if not isinstance(row, dict):
+        raise ValueError(f"{run_dir / 'results.json'} must hold a JSON object, got {type(row).__name__}")
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        with open(cfg_path) as fh:
+            row = {**flatten(yaml.safe_load(fh) or {}), **row}
+    row["run_dir"] = str(run_dir)
+    return row
+
+
+def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per finished run found under `paths`."""
+    return [read_run(p) for p in find_run_dirs(paths)]
+
+
+def _number(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
+    """(mean, sample std with ddof=1, count) of the finite numbers among `values`; NaN where undefined."""
+    xs = [v for v in map(_number, values) if math.isfinite(v)]
+    if not xs:
+        return math.nan, math.nan, 0
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else math.nan
+    return mean, std, len(xs)
+
+
+def sort_key(value: Any) -> tuple:
+    """Numbers first in numeric order, then everything else by its text."""
+    number = _number(value)
+    return (0, number, "") if math.isfinite(number) else (1, 0.0, str(value))
+
+
+def aggregate(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
+    """Group rows by the values of `by`; each group: the `by` values, n (runs), seeds, <m>_mean, <m>_std."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(_hashable(row.get(k)) for k in by), []).append(row)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(sort_key(v) for v in k)):
+        members = groups[key]
+        group: dict[str, Any] = {k: members[0].get(k) for k in by}
+        group["n"] = len(members)
+        group["seeds"] = sorted({m.get("seed") for m in members}, key=sort_key)
+        for metric in metrics:
+            group[f"{metric}_mean"], group[f"{metric}_std"], _ = mean_std(m.get(metric) for m in members)
+        out.append(group)
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def write_csv(path: str | Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
+    """Rows as CSV with the given columns (NaN and None as empty cells; lists as JSON)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """'0.912 ± 0.004', '0.912' (one seed), '–' (no value)."""
+    if not math.isfinite(mean):
+        return "–"
+    text = f"{mean:.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if math.isfinite(std) else text
+
+
+def markdown_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str] = METRICS,
+                   bold_best: bool = True) -> str:
+    """A markdown table: the `by` columns (short names), n, then mean ± std of each metric."""
+    names = short_names([k for k in by if "." in k])
+    header = [names.get(k, k) for k in by] + ["n"] + [METRIC_TITLES.get(m, m) for m in metrics]
+    best = {}
+    for m in metrics:
+        means = [g[f"{m}_mean"] for g in groups if math.isfinite(g[f"{m}_mean"])]
+        if bold_best and m in HIGHER_IS_BETTER and len(set(means)) > 1:
+            best[m] = max(means)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        cells = [str(_cell(g.get(k))) for k in by] + [str(g["n"])]
+        for m in metrics:
+            text = format_mean_std(g[f"{m}_mean"], g[f"{m}_std"], 0 if m == "wall_time_s" else 3)
+            cells.append(f"**{text}**" if m in best and g[f"{m}_mean"] == best[m] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def round_table(records: Sequence[dict]) -> list[dict[str, Any]]:
+    """Per-round summary of a run's metrics.jsonl records: GAN epochs and last losses, new and total mined
+    pairs and their precision, and the last kNN / NMI evaluation of the round's encoder stage."""
+    rounds: dict[int, dict[str, Any]] = {}
+    for rec in records:
+        if "round" not in rec or rec.get("stage") == "final":
+            continue
+        r = rounds.setdefault(int(rec["round"]), {"round": int(rec["round"]), "gan_epochs": 0, "new_pairs": 0})
+        stage = rec.get("stage")
+        if stage == "gan":
+            r["gan_epochs"] += 1
+            r["d_loss"], r["g_loss"] = rec.get("d_loss"), rec.get("g_loss")
+        elif stage == "mining":
+            r["new_pairs"] += int(rec.get("new_pairs") or 0)
+            r["pairs"], r["pair_precision"] = rec.get("pairs"), rec.get("pair_precision")
+        elif stage == "encoder":
+            r["pairs"], r["pair_precision"] = rec.get("pairs", r.get("pairs")), rec.get("pair_precision")
+            r["encoder_epochs"] = rec.get("epoch")
+            if rec.get("knn_acc") is not None:
+                r["knn_acc"], r["nmi"] = rec["knn_acc"], rec.get("nmi")
+    return [rounds[k] for k in sorted(rounds)]

@@ -1,0 +1,251 @@
+"""Sweeps: a base experiment, a grid of dotted config keys, seeds -> one training run per (combination, seed).
+
+Used for the alpha / r / h ablations of ISL (Wang et al., ICCV 2021: alpha weights the (a, p, g) GAN terms,
+r -> `isl.mining.radius`, h -> `isl.mining.threshold`) and, with the grid key `isl.mining.strategy`, for the
+ISL / knn mining / NPID comparison. Any key of `isl.config.Config` can be swept.
+
+Layout of a sweep folder <out>:
+    sweep.json                      the resolved sweep (cfg, grid, seeds, fixed overrides, tool)
+    runs/<combo>/seed=<s>/...       each run's --output-root; the tool writes <experiment>/<timestamp>/ below it
+    logs/<combo>__seed=<s>.log      stdout + stderr of every attempt of that run
+    summary.json                    what ran, what was skipped, what failed
+
+A run is finished when a results.json exists below its folder: finished runs are skipped (resumable). A run
+that exits non-zero or writes no results.json is tried once more, then reported as failed; the sweep goes on
+with the others. For train_isl / train_baseline an attempt continues a checkpoint left by an earlier attempt
+(`--resume auto`); an attempt after a failed resume starts afresh.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from isl.config import ConfigError, load_config, resolve_config_path
+
+from .collect import short_names
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = {"train_isl": ROOT / "tools" / "train_isl.py", "train_baseline": ROOT / "tools" / "train_baseline.py"}
+RESUMABLE_TOOLS = ("train_isl", "train_baseline")  # tools that accept `--resume auto`
+SWEEP_KEYS = ("cfg", "grid", "seeds", "set", "tool", "out", "name", "workers", "timeout")
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as written; the message says how to fix it."""
+
+
+@dataclass
+class Sweep:
+    cfg: str                                   # base experiment yaml (path or name in configs/)
+    grid: dict[str, list]                      # dotted key -> values, in the order given
+    seeds: list[int] = field(default_factory=lambda: [0])
+    fixed: list[str] = field(default_factory=list)  # dotted overrides of every run ("train.epochs_first=20")
+    tool: str = "train_isl"                    # train_isl | train_baseline | path/to/script.py | dotted.module
+    out: str = "runs/ablations/sweep"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    combo: tuple[tuple[str, Any], ...]         # (dotted key, value) in grid order
+    seed: int
+    name: str                                  # the combination's folder name
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}__seed={self.seed}"
+
+    def overrides(self, fixed: list[str]) -> list[str]:
+        return list(fixed) + [f"{k}={format_value(v)}" for k, v in self.combo] + [f"seed={self.seed}"]
+
+
+def format_value(value: Any) -> str:
+    """A value as override text that yaml parses back to the same value (0.5 -> '0.5', True -> 'true')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def parse_grid_arg(text: str) -> tuple[str, list]:
+    """'isl.gan.alpha=0.5,1,2' -> ('isl.gan.alpha', [0.5, 1, 2]); each value is parsed as yaml."""
+    if "=" not in text:
+        raise SweepError(f"grid entry {text!r} must look like section.key=v1,v2,... (e.g. isl.gan.alpha=0.5,1,2)")
+    key, raw = text.split("=", 1)
+    values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()]
+    if not key.strip() or not values:
+        raise SweepError(f"grid entry {text!r} needs a key and at least one value")
+    return key.strip(), values
+
+
+def combo_name(combo: tuple[tuple[str, Any], ...]) -> str:
+    """Folder name of a combination, short key names: 'alpha=0.5_radius=0.632_threshold=0.5'."""
+    names = short_names([k for k, _ in combo])
+    text = "_".join(f"{names[k]}={format_value(v)}" for k, v in combo) or "base"
+    return re.sub(r"[^\w.=+-]", "-", text)
+
+
+def expand(grid: dict[str, list], seeds: list[int]) -> list[RunSpec]:
+    """Cartesian product of the grid values (first key slowest), each combination once per seed."""
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
+        if len({format_value(v) for v in values}) != len(values):
+            raise SweepError(f"grid key {key!r} lists a value twice: {values!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SweepError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    keys = list(grid)
+    specs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        combo = tuple(zip(keys, values))
+        specs.extend(RunSpec(combo, int(seed), combo_name(combo)) for seed in seeds)
+    return specs
+
+
+def load_sweep_file(path: str | Path) -> dict[str, Any]:
+    """Read a sweep yaml (keys: cfg, grid, seeds, set, tool, out, name, workers, timeout)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep file {path} not found (sweep files live in configs/ablations/)")
+    with open(path) as fh:
+        spec = yaml.safe_load(fh) or {}
+    unknown = sorted(set(spec) - set(SWEEP_KEYS)) if isinstance(spec, dict) else ["<not a mapping>"]
+    if unknown:
+        raise SweepError(f"{path}: unknown sweep keys {unknown}; valid keys: {', '.join(SWEEP_KEYS)}")
+    for key in ("cfg", "grid"):
+        if key not in spec:
+            raise SweepError(f"{path}: missing {key!r} (a sweep needs a base cfg and a grid)")
+    spec.setdefault("name", path.stem)
+    return spec
+
+
+def validate(sweep: Sweep, specs: list[RunSpec]) -> None:
+    """Build the config of every run with `load_config`: unknown keys and bad values fail before anything runs."""
+    if "seed" in sweep.grid:
+        raise SweepError("sweep seeds with --seeds (or `seeds:` in the sweep file), not as a grid key")
+    fixed_keys = {o.split("=", 1)[0].strip() for o in sweep.fixed}
+    clash = sorted(fixed_keys & set(sweep.grid))
+    if clash:
+        raise SweepError(f"{clash} are both swept (grid) and fixed (set); keep each key in one place")
+    for spec in specs:
+        try:
+            load_config(sweep.cfg, spec.overrides(sweep.fixed))
+        except ConfigError as err:
+            raise SweepError(f"run {spec.label} of the sweep over {sweep.cfg}: {err}") from None
+
+
+def tool_command(tool: str) -> list[str]:
+    """The interpreter command that runs a tool: a name in TOOLS, a .py file, or a dotted module (python -m)."""
+    if tool in TOOLS:
+        if not TOOLS[tool].is_file():
+            raise SweepError(f"tool {tool!r} is not available: {TOOLS[tool]} does not exist yet")
+        return [sys.executable, str(TOOLS[tool])]
+    if tool.endswith(".py"):
+        if not Path(tool).is_file():
+            raise SweepError(f"tool script {tool} not found; give train_isl, train_baseline, a .py path or a module")
+        return [sys.executable, str(Path(tool).resolve())]
+    if re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*", tool):
+        return [sys.executable, "-m", tool]
+    raise SweepError(f"tool {tool!r} is neither one of {sorted(TOOLS)}, a .py path nor a dotted module name")
+
+
+def finished_results(run_root: Path) -> Path | None:
+    found = sorted(run_root.rglob("results.json")) if run_root.is_dir() else []
+    return found[-1] if found else None
+
+
+def _attempt(cmd: list[str], log_path: Path, env: dict, timeout: float | None, attempt: int) -> int:
+    with open(log_path, "a") as fh:
+        fh.write(f"===== attempt {attempt} at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
+        fh.flush()
+        try:
+            return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout,
+                                  cwd=os.getcwd()).returncode
+        except subprocess.TimeoutExpired:
+            fh.write(f"\n===== attempt {attempt} killed after the {timeout} s timeout\n")
+            return -9
+
+
+def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None,
+            timeout: float | None = None, attempts: int = 2) -> dict[str, Any]:
+    """Run one (combination, seed) unless finished; retry once. Returns its summary entry."""
+    out = Path(sweep.out)
+    run_root = out / "runs" / spec.name / f"seed={spec.seed}"
+    entry = {"run": spec.label, "combo": dict(spec.combo), "seed": spec.seed, "run_root": str(run_root)}
+    done = finished_results(run_root)
+    if done:
+        return {**entry, "status": "skipped", "results": str(done)}
+    log_path = out / "logs" / f"{spec.label}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start, rc, resumed = time.perf_counter(), None, False
+    for attempt in range(1, attempts + 1):
+        cmd = tool_command(sweep.tool) + ["--cfg", str(resolve_config_path(sweep.cfg).resolve()),
+                                          "--output-root", str(run_root.resolve())]
+        if data_root:
+            cmd += ["--data-root", data_root]
+        if sweep.tool in RESUMABLE_TOOLS and not resumed and any(run_root.rglob("checkpoints/last.pt")):
+            cmd += ["--resume", "auto"]  # continue a crashed or interrupted attempt exactly
+            resumed = True               # if resuming fails too, the next attempt starts afresh
+        cmd += ["--set", *spec.overrides(sweep.fixed)]
+        rc = _attempt(cmd, log_path, env, timeout, attempt)
+        results = finished_results(run_root)
+        if rc == 0 and results:
+            status = "done" if attempt == 1 else "retried"
+            return {**entry, "status": status, "attempts": attempt, "results": str(results), "log": str(log_path),
+                    "seconds": round(time.perf_counter() - start, 1)}
+    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    return {**entry, "status": "failed", "attempts": attempts, "returncode": rc, "log": str(log_path),
+            "log_tail": tail, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def child_env(workers: int, threads_per_run: int = 0) -> dict[str, str]:
+    """Environment of the runs: the repo on PYTHONPATH, unbuffered logs, and CPU threads split among workers."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if threads_per_run > 0:                 # asked for explicitly
+            env[var] = str(threads_per_run)
+        elif workers > 1 and var not in env:    # N runs share the cores instead of each taking all of them
+            env[var] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeout: float | None = None,
+            threads_per_run: int = 0, progress=print) -> dict[str, Any]:
+    """Validate, then run every (combination, seed) with `workers` parallel processes. Returns the summary
+    {"runs": [...], "done", "retried", "skipped", "failed"} (also written to <out>/summary.json)."""
+    specs = expand(sweep.grid, sweep.seeds)
+    validate(sweep, specs)
+    tool_command(sweep.tool)
+    out = Path(sweep.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(asdict(sweep), indent=2) + "\n")
+    env = child_env(workers, threads_per_run)
+    entries: list[dict] = []
+
+    def task(spec: RunSpec) -> dict:
+        entry = run_one(sweep, spec, env, data_root, timeout)
+        entries.append(entry)
+        progress(f"[{len(entries)}/{len(specs)}] {entry['status']:>7}  {spec.label}")
+        return entry
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:   # threads only wait on child processes
+        list(pool.map(task, specs))
+    order = {s.label: i for i, s in enumerate(specs)}
+    entries.sort(key=lambda e: order[e["run"]])
+    summary = {"runs": entries, **{k: [e["run"] for e in entries if e["status"] == k]
+                                   for k in ("done", "retried", "skipped", "failed")}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

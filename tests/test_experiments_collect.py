@@ -1,0 +1,129 @@
+"""Collection of finished runs: rows from hand-written run directories, mean / std over seeds, tables, and the
+per-round summary of a metrics.jsonl."""
+import csv
+import json
+import math
+import statistics
+
+import pytest
+import yaml
+
+from isl.experiments.collect import (aggregate, collect, find_run_dirs, flatten, format_mean_std, markdown_table,
+                                     mean_std, round_table, short_names, write_csv)
+
+
+def fake_run(root, name, results, config=None, records=None):
+    """A run directory as tools/train_isl.py leaves it (results.json, config.yaml, metrics.jsonl)."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(results))
+    if config is not None:
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    if records is not None:
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+def test_flatten_and_short_names():
+    assert flatten({"isl": {"gan": {"alpha": 2}, "lam": 0.5}, "seed": 1, "baseline": {"loss_kwargs": {"m": 1}}}) == {
+        "isl.gan.alpha": 2, "isl.lam": 0.5, "seed": 1, "baseline.loss_kwargs": {"m": 1}}
+    assert short_names(["isl.gan.alpha", "isl.mining.radius"]) == {"isl.gan.alpha": "alpha",
+                                                                    "isl.mining.radius": "radius"}
+    assert short_names(["isl.gan.lr", "optim.lr", "seed"]) == {"isl.gan.lr": "gan.lr", "optim.lr": "optim.lr",
+                                                               "seed": "seed"}
+
+
+def test_collect_reads_results_and_config(tmp_path):
+    fake_run(tmp_path / "a" / "exp", "t1", {"knn_acc": 0.9, "seed": 0}, {"isl": {"gan": {"alpha": 2.0}}, "seed": 0})
+    fake_run(tmp_path / "b", "t2", {"knn_acc": 0.8, "seed": 1})  # no config.yaml: results only
+    (tmp_path / "a" / "exp" / "unfinished").mkdir()               # no results.json: not a finished run
+    assert [p.name for p in find_run_dirs([tmp_path])] == ["t1", "t2"]
+    rows = collect([tmp_path / "a", tmp_path / "b" / "t2" / "results.json"])
+    assert rows[0]["isl.gan.alpha"] == 2.0 and rows[0]["knn_acc"] == 0.9 and rows[0]["run_dir"].endswith("t1")
+    assert rows[1] == {"knn_acc": 0.8, "seed": 1, "run_dir": str(tmp_path / "b" / "t2")}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        collect([tmp_path / "nowhere"])
+
+
+def test_mean_std_matches_statistics_and_skips_missing():
+    values = [0.81, 0.85, 0.9]
+    mean, std, n = mean_std(values + [None, float("nan"), "x"])
+    assert n == 3 and mean == pytest.approx(statistics.mean(values)) and std == pytest.approx(statistics.stdev(values))
+    mean, std, n = mean_std([0.5])
+    assert (mean, n) == (0.5, 1) and math.isnan(std)
+    mean, std, n = mean_std([None])
+    assert n == 0 and math.isnan(mean) and math.isnan(std)
+
+
+def test_aggregate_groups_by_method_over_seeds(tmp_path):
+    rows = []
+    scores = {"isl": [0.90, 0.92, 0.95], "npid": [0.80, 0.84, 0.83], "triplet": [0.97]}
+    for method, values in scores.items():
+        for seed, v in enumerate(values):
+            rows.append({"method": method, "experiment": "digits", "seed": seed, "knn_acc": v, "nmi": v / 2,
+                         "pair_precision": None if method != "isl" else 0.5 + seed / 10, "wall_time_s": 10 * seed})
+    groups = aggregate(rows, ["method", "experiment"])
+    assert [g["method"] for g in groups] == ["isl", "npid", "triplet"]  # sorted
+    for g in groups:
+        values = scores[g["method"]]
+        assert g["n"] == len(values) and g["seeds"] == list(range(len(values)))
+        assert g["knn_acc_mean"] == pytest.approx(statistics.mean(values))
+        assert g["nmi_mean"] == pytest.approx(statistics.mean(values) / 2)
+        if len(values) > 1:
+            assert g["knn_acc_std"] == pytest.approx(statistics.stdev(values))
+        else:
+            assert math.isnan(g["knn_acc_std"])
+    assert groups[0]["pair_precision_mean"] == pytest.approx(0.6) and math.isnan(groups[1]["pair_precision_mean"])
+    table = markdown_table(groups, ["method", "experiment"])
+    isl, triplet = scores["isl"], scores["triplet"]
+    assert f"| isl | digits | 3 | {statistics.mean(isl):.3f} ± {statistics.stdev(isl):.3f} |" in table
+    assert f"| triplet | digits | 1 | **{triplet[0]:.3f}** |" in table  # best kNN is bold, one seed: no ±
+    assert "| – |" in table and table.startswith("| method | experiment | n | kNN acc | NMI |")
+    path = write_csv(tmp_path / "t.csv", groups, ["method", "n", "seeds", "knn_acc_mean", "knn_acc_std"])
+    read = list(csv.DictReader(open(path)))
+    assert read[2] == {"method": "triplet", "n": "1", "seeds": "[0]", "knn_acc_mean": "0.97", "knn_acc_std": ""}
+    assert format_mean_std(float("nan"), float("nan")) == "–"
+
+
+def test_numeric_group_values_sort_as_numbers():
+    rows = [{"isl.gan.alpha": a, "knn_acc": 0.1} for a in (10.0, 2.0, 0.5)]
+    assert [g["isl.gan.alpha"] for g in aggregate(rows, ["isl.gan.alpha"])] == [0.5, 2.0, 10.0]
+
+
+def test_round_table_against_a_loop():
+    records, truth = [], {}
+    global_epoch = 0
+    for r in range(3):
+        if r:
+            for e in range(r + 2):
+                records.append({"stage": "gan", "round": r, "epoch": e + 1, "d_loss": 1.0 - e / 10, "g_loss": 0.5 + e})
+            for p in range(2):
+                records.append({"stage": "mining", "round": r, "pass": p + 1, "new_pairs": 3 * r + p,
+                                "pairs": 100 * r + p, "pair_precision": 0.9 - r / 10 - p / 100})
+        for e in range(4):
+            global_epoch += 1
+            rec = {"stage": "encoder", "round": r, "epoch": e + 1, "global_epoch": global_epoch,
+                   "pairs": 100 * r + 1 if r else 0, "pair_precision": 0.9 - r / 10 - 0.01 if r else None}
+            if e in (1, 3):
+                rec.update(knn_acc=0.5 + global_epoch / 100, nmi=0.3 + global_epoch / 100)
+            records.append(rec)
+    records.append({"stage": "final", "knn_acc": 1.0})
+    for rec in records:  # the obvious per-record bookkeeping
+        if rec["stage"] == "final":
+            continue
+        t = truth.setdefault(rec["round"], {"gan": 0, "new": 0})
+        if rec["stage"] == "gan":
+            t["gan"] += 1
+            t["d"], t["g"] = rec["d_loss"], rec["g_loss"]
+        if rec["stage"] == "mining":
+            t["new"] += rec["new_pairs"]
+        if rec["stage"] == "encoder":
+            t["pairs"] = rec["pairs"]
+            if "knn_acc" in rec:
+                t["knn"] = rec["knn_acc"]
+    table = round_table(records)
+    assert [row["round"] for row in table] == [0, 1, 2]
+    for row in table:
+        t = truth[row["round"]]
+        assert row["gan_epochs"] == t["gan"] and row["new_pairs"] == t["new"] and row["pairs"] == t["pairs"]
+        assert row["knn_acc"] == t["knn"] and row.get("d_loss") == t.get("d") and row.get("g_loss") == t.get("g")

@@ -1,0 +1,137 @@
+"""tools/report.py on hand-written fake runs: the comparison table (markdown + CSV, mean ± std over seeds, wall
+time, pair precision), the bar chart, sweep folders grouped by their swept keys, and per-round curves."""
+import csv
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location("report_tool", ROOT / "tools" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(path, results, config=None, records=None):
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps(results))
+    if config is not None:
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    if records is not None:
+        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+SCORES = {  # method -> experiment, per-seed (knn_acc, nmi, acc, ari, pair_precision, wall_time_s)
+    "isl": ("digits_comparison", [(0.95, 0.85, 0.80, 0.70, 0.90, 100.0), (0.96, 0.88, 0.82, 0.72, 0.80, 110.0),
+                                  (0.94, 0.86, 0.79, 0.69, 0.85, 105.0)]),
+    "npid": ("digits_comparison", [(0.93, 0.80, 0.75, 0.65, None, 80.0), (0.92, 0.81, 0.74, 0.64, None, 82.0)]),
+    "triplet": ("digits_triplet", [(0.99, 0.95, 0.97, 0.94, None, 30.0)]),
+}
+KEYS = ("knn_acc", "nmi", "acc", "ari", "pair_precision", "wall_time_s")
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    for method, (experiment, per_seed) in SCORES.items():
+        for seed, values in enumerate(per_seed):
+            fake_run(tmp_path / "runs" / experiment / f"{method}-{seed}",
+                     {**dict(zip(KEYS, values)), "method": method, "experiment": experiment, "seed": seed},
+                     {"experiment": experiment, "seed": seed, "isl": {"gan": {"alpha": 1.0}}})
+    return tmp_path / "runs"
+
+
+def test_comparison_table_csv_and_bar_chart(runs, tmp_path):
+    out = tmp_path / "docs" / "results.md"
+    res = _report().main([str(runs), "--out", str(out), "--title", "Digits comparison"])
+    assert res["group_by"] == ["method", "experiment"] and res["rows"] == 6
+    md = out.read_text()
+    assert md.startswith("# Digits comparison")
+    assets = tmp_path / "docs" / "results"
+    table = list(csv.DictReader(open(assets / "report.csv")))
+    assert [r["method"] for r in table] == ["isl", "npid", "triplet"]
+    for row in table:
+        experiment, per_seed = SCORES[row["method"]]
+        assert row["experiment"] == experiment and row["n"] == str(len(per_seed))
+        for i, key in enumerate(KEYS):
+            values = [v[i] for v in per_seed if v[i] is not None]
+            if not values:
+                assert row[f"{key}_mean"] == "" and row[f"{key}_std"] == ""
+                continue
+            assert float(row[f"{key}_mean"]) == pytest.approx(statistics.mean(values))
+            if len(values) > 1:
+                assert float(row[f"{key}_std"]) == pytest.approx(statistics.stdev(values))
+    isl = SCORES["isl"][1]
+    knn, prec, wall = [v[0] for v in isl], [v[4] for v in isl], [v[5] for v in isl]
+    line = next(line for line in md.splitlines() if line.startswith("| isl |"))
+    assert f"{statistics.mean(knn):.3f} ± {statistics.stdev(knn):.3f}" in line
+    assert f"**{statistics.mean(prec):.3f} ± {statistics.stdev(prec):.3f}**" not in line  # only one method mines
+    assert f"{statistics.mean(prec):.3f} ± {statistics.stdev(prec):.3f}" in line
+    assert f"{statistics.mean(wall):.0f} ± {statistics.stdev(wall):.0f} |" in line
+    assert "| triplet | digits_triplet | 1 | **0.990** |" in md
+    assert (assets / "report_bars.png").read_bytes()[:8] == PNG and "](results/report_bars.png)" in md
+    assert len(list(csv.DictReader(open(assets / "runs.csv")))) == 6
+
+
+def test_out_folder_and_group_by(runs, tmp_path):
+    res = _report().main([str(runs / "digits_comparison"), "--out", str(tmp_path / "rep"), "--group-by", "seed"])
+    assert (tmp_path / "rep" / "report.md").is_file() and res["group_by"] == ["seed"]
+    seeds = [g["seed"] for g in res["groups"]]
+    assert seeds == [0, 1, 2] and [g["n"] for g in res["groups"]] == [2, 2, 1]
+
+
+def test_sweep_folder_is_grouped_by_its_swept_keys(tmp_path):
+    sweep = tmp_path / "sweep"
+    grid = {"isl.gan.alpha": [0.5, 2.0], "isl.mining.strategy": ["gan"], "isl.mining.radius": [0.5, 0.9]}
+    (tmp_path / "sweep").mkdir()
+    (sweep / "sweep.json").write_text(json.dumps({"grid": grid}))
+    for alpha in grid["isl.gan.alpha"]:
+        for radius in grid["isl.mining.radius"]:
+            for seed in (0, 1):
+                cfg = {"seed": seed, "isl": {"gan": {"alpha": alpha}, "mining": {"radius": radius, "strategy": "gan"}}}
+                fake_run(sweep / "runs" / f"a{alpha}_r{radius}" / f"seed={seed}" / "x" / "stamp",
+                         {"knn_acc": alpha / 4 + radius / 10 + seed / 100, "nmi": radius, "acc": 0.5, "ari": 0.4,
+                          "pair_precision": radius, "method": "isl", "experiment": "x", "seed": seed}, cfg)
+    res = _report().main([str(sweep), "--out", str(tmp_path / "rep")])
+    # strategy is the same everywhere (and method already splits it): not a grouping column
+    assert res["group_by"] == ["method", "experiment", "isl.gan.alpha", "isl.mining.radius"]
+    assert len(res["groups"]) == 4 and all(g["n"] == 2 for g in res["groups"])
+    g = next(g for g in res["groups"] if g["isl.gan.alpha"] == 2.0 and g["isl.mining.radius"] == 0.9)
+    assert g["knn_acc_mean"] == pytest.approx(statistics.mean([0.5 + 0.09, 0.5 + 0.09 + 0.01]))
+    for name in ("line_alpha.png", "line_radius.png", "heatmap_alpha_radius.png"):
+        assert (tmp_path / "rep" / name).read_bytes()[:8] == PNG
+
+
+def test_curves_section(tmp_path):
+    records = [{"stage": "encoder", "round": 0, "epoch": 1, "global_epoch": 1, "l1": 5.0, "l2": 0.5, "loss": 5.2,
+                "pairs": 0, "pair_precision": None, "knn_acc": 0.6, "nmi": 0.5},
+               {"stage": "gan", "round": 1, "epoch": 1, "d_loss": 1.3, "g_loss": 0.7, "heldout_d_loss": 1.35},
+               {"stage": "gan", "round": 1, "epoch": 2, "d_loss": 1.1, "g_loss": 0.9, "heldout_d_loss": 1.2},
+               {"stage": "mining", "round": 1, "pass": 1, "new_pairs": 40, "pairs": 40, "pair_precision": 0.75},
+               {"stage": "encoder", "round": 1, "epoch": 1, "global_epoch": 2, "l1": 4.0, "l2": 0.4, "loss": 4.2,
+                "pairs": 40, "pair_precision": 0.75, "knn_acc": 0.7, "nmi": 0.6},
+               {"stage": "final", "knn_acc": 0.7}]
+    run = fake_run(tmp_path / "runs" / "digits_isl" / "stamp", {"knn_acc": 0.7, "method": "isl"}, records=records)
+    res = _report().main(["--curves", str(run), "--out", str(tmp_path / "rep")])
+    md = Path(res["markdown"]).read_text()
+    assert "| 1 | 2 | 1.100 | 0.900 | 40 | 40 | 0.750 | 0.700 | 0.600 |" in md
+    assert (tmp_path / "rep" / "curves_digits_isl_stamp.png").read_bytes()[:8] == PNG
+    rounds = list(csv.DictReader(open(tmp_path / "rep" / "rounds_digits_isl_stamp.csv")))
+    assert [r["new_pairs"] for r in rounds] == ["0", "40"]
+
+
+def test_nothing_to_report_is_an_error(tmp_path):
+    with pytest.raises(SystemExit):
+        _report().main([])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="no finished runs"):
+        _report().main([str(empty), "--out", str(tmp_path / "rep")])
