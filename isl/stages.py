@@ -73,9 +73,11 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
         # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
         # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
-        hard_logits, hard_valid = hard_positive_logits(
-            f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
-            second_view=f2 if isl.singleton_hard == "second_view" else None, similarities=logits.detach())
+        hard_logits, hard_valid = None, None
+        if objective.lam > 0:
+            hard_logits, hard_valid = hard_positive_logits(
+                f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
+                second_view=f2 if isl.singleton_hard == "second_view" else None, similarities=logits.detach())
         terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):

@@ -108,7 +108,9 @@ class ISLRun:
         self.bank = MemoryBank(n, cfg.model.low_dim, momentum=cfg.isl.bank_momentum,
                                generator=torch.Generator().manual_seed(cfg.seed)).to(device)
         self.positives = PositiveSets(n).to(device)
-        self.objective = ISLLoss(cfg.isl.temperature, cfg.isl.lam)
+        # strategy none is NPID (Wu et al. 2018) exactly: L1 with P_i = {i} and no L2 term
+        lam = 0.0 if cfg.isl.mining.strategy == "none" else cfg.isl.lam
+        self.objective = ISLLoss(cfg.isl.temperature, lam)
         g = cfg.isl.gan
         self.G = Generator(cfg.model.low_dim, noise_dim=g.noise_dim).to(device)
         self.D = Discriminator(cfg.model.low_dim).to(device)

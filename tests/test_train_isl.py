@@ -44,8 +44,9 @@ def test_other_strategies_run(tmp_path, strategy):
     run = RunDir.create(cfg, enable_tensorboard=False)
     results = run_isl(cfg, run)
     assert results["method"] == {"none": "npid", "knn": "knn_mining"}[strategy]
-    if strategy == "none":
+    if strategy == "none":  # NPID exactly: no mined pairs and no L2 term
         assert results["pairs"] == 0
+        assert all(r["l2"] == 0.0 for r in read_metrics(run.path) if r["stage"] == "encoder")
     stages = {r["stage"] for r in read_metrics(run.path)}
     assert "gan" not in stages
 

@@ -1,0 +1,213 @@
+"""The proxy GAN of Instance Similarity Learning (Wang et al., ICCV 2021, arXiv 2108.02721).
+
+Notation -> code: triplet T_r = (f^a, f^p, f^n) -> (a, p, n) (B x d each, unit rows, no gradient);
+G(T_r, z) -> proxy g = `Generator` (unit norm); D(triplet) -> `Discriminator` (returns LOGITS; the paper's
+probability is their sigmoid); alpha -> `alpha`. Fake triplets: T_s^p = (a, g, n) (g in the positive slot),
+T_s^n = (a, p, g) (g in the negative slot). With BCE-with-logits (the numerically safe form of the paper's
+log D and log(1 - D)):
+
+    D:  real (a, p, n) -> 1,  (a, g, n) -> 0,  alpha * [(a, p, g) -> 0]
+    G:  (a, g, n) -> 1,  alpha * [(a, p, g) -> 1]      (non-saturating generator loss)
+
+alpha weights the terms where g replaces the negative: larger alpha pulls g towards the negative, i.e. the
+proxy explores further from the anchor. Reference code: G has no noise input (`noise_dim=0` here), D ends in a
+sigmoid (we keep logits and use BCE-with-logits), both Adam lr 1e-4, the fakes weighted 1:1 (alpha = 1).
+A GAN that has not learned (D at chance) makes mining harmful: check `gan_quality` on held-out triplets.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def check_alpha(alpha: float) -> float:
+    if not alpha >= 0:
+        raise ValueError(f"alpha (the weight of the (a, p, g) terms) must be >= 0, got {alpha}")
+    return float(alpha)
+
+
+def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.LeakyReLU(negative_slope))
+    return nn.Sequential(*layers)
+
+
+def _check_triplet(*xs: torch.Tensor, dim: int) -> None:
+    shape = xs[0].shape
+    if any(x.shape != shape for x in xs) or len(shape) != 2 or shape[1] != dim:
+        raise ValueError(f"triplet parts must all be B x {dim}, got {[tuple(x.shape) for x in xs]}")
+
+
+class Generator(nn.Module):
+    """g = normalise(MLP(concat(a, p, n, z))): (3d + noise_dim) -> hidden... -> d, LeakyReLU between layers.
+
+    hidden: sizes of the hidden layers (default (2d, d), the reference code's 3d -> 2d -> d -> d);
+    noise_dim: size of z ~ N(0, I) (0 = the reference code's deterministic generator).
+    """
+
+    def __init__(self, dim: int, noise_dim: int = 32, hidden: tuple[int, ...] | None = None,
+                 negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if dim < 1 or noise_dim < 0:
+            raise ValueError(f"Generator needs dim >= 1 and noise_dim >= 0, got {dim} and {noise_dim}")
+        self.dim, self.noise_dim = dim, noise_dim
+        hidden = tuple(hidden) if hidden is not None else (2 * dim, dim)
+        self.net = _mlp([3 * dim + noise_dim, *hidden, dim], negative_slope)
+
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None,
+                     device: torch.device | None = None) -> torch.Tensor:
+        """z: batch x noise_dim standard normal (batch x 0 for a deterministic generator)."""
+        device = device if device is not None else next(self.parameters()).device
+        return torch.randn(batch, self.noise_dim, generator=generator, device=device)
+
+    def forward(self, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, z: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Proxies g: B x d unit rows. z: B x noise_dim (drawn from `generator` when None)."""
+        _check_triplet(a, p, n, dim=self.dim)
+        if z is None:
+            z = self.sample_noise(a.shape[0], generator, a.device)
+        if z.shape != (a.shape[0], self.noise_dim):
+            raise ValueError(f"z must be B x {self.noise_dim}, got {tuple(z.shape)}")
+        out = self.net(torch.cat([a, p, n, z.to(a.dtype)], dim=1))           # B x d
+        return F.normalize(out, dim=1)
+
+
+class Discriminator(nn.Module):
+    """Logit that a triplet (a, x, n) is real: MLP 3d -> d -> d/2 -> 1 with LeakyReLU (reference code sizes)."""
+
+    def __init__(self, dim: int, hidden: tuple[int, ...] | None = None, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"Discriminator needs dim >= 1, got {dim}")
+        self.dim = dim
+        hidden = tuple(hidden) if hidden is not None else (dim, max(1, dim // 2))
+        self.net = _mlp([3 * dim, *hidden, 1], negative_slope)
+
+    def forward(self, a: torch.Tensor, x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """Logits B (no sigmoid)."""
+        _check_triplet(a, x, n, dim=self.dim)
+        return self.net(torch.cat([a, x, n], dim=1)).squeeze(1)
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def discriminator_loss(real: torch.Tensor, fake_pos: torch.Tensor, fake_neg: torch.Tensor,
+                       alpha: float) -> torch.Tensor:
+    """BCE(real -> 1) + BCE(fake_pos -> 0) + alpha BCE(fake_neg -> 0), each a mean over the batch (logits B)."""
+    return _bce(real, 1.0) + _bce(fake_pos, 0.0) + alpha * _bce(fake_neg, 0.0)
+
+
+def generator_loss(fake_pos: torch.Tensor, fake_neg: torch.Tensor, alpha: float) -> torch.Tensor:
+    """BCE(fake_pos -> 1) + alpha BCE(fake_neg -> 1) (logits B)."""
+    return _bce(fake_pos, 1.0) + alpha * _bce(fake_neg, 1.0)
+
+
+def gan_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+             a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, alpha: float,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One D update then one G update on a batch of real triplets (a, p, n: B x d, treated as constants).
+
+    Returns detached scalar tensors (convert to floats at log time): d_loss, g_loss, and D's mean
+    probabilities d_real, d_fake_pos, d_fake_neg on this batch before D's update.
+    """
+    alpha = check_alpha(alpha)
+    a, p, n = a.detach(), p.detach(), n.detach()
+    g = G(a, p, n, generator=generator)                                       # B x d
+    real, fake_pos, fake_neg = D(a, p, n), D(a, g.detach(), n), D(a, p, g.detach())  # B each
+    d_loss = discriminator_loss(real, fake_pos, fake_neg, alpha)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    # G against the updated D; gradients are accumulated into G's parameters only
+    g_loss = generator_loss(D(a, g, n), D(a, p, g), alpha)
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward(inputs=list(G.parameters()))
+    opt_g.step()
+    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": torch.sigmoid(real.detach()).mean(),
+            "d_fake_pos": torch.sigmoid(fake_pos.detach()).mean(),
+            "d_fake_neg": torch.sigmoid(fake_neg.detach()).mean()}
+
+
+def gan_epoch(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], alpha: float,
+              generator: torch.Generator | None = None) -> dict[str, float]:
+    """`gan_step` over an iterable of (a, p, n) batches; returns the batch means as floats (and "steps")."""
+    G.train(), D.train()
+    sums: dict[str, torch.Tensor] = {}
+    steps = 0
+    for a, p, n in batches:
+        for key, value in gan_step(G, D, opt_g, opt_d, a, p, n, alpha, generator).items():
+            sums[key] = sums[key] + value if key in sums else value
+        steps += 1
+    out = {key: float(value) / max(steps, 1) for key, value in sums.items()}
+    out["steps"] = steps
+    return out
+
+
+@torch.no_grad()
+def gan_quality(G: Generator, D: Discriminator, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
+                alpha: float = 1.0, generator: torch.Generator | None = None) -> dict[str, float]:
+    """How well D separates real from fake triplets on (held-out) triplets a, p, n (B x d): floats.
+
+    d_real / d_fake_pos / d_fake_neg: D's mean probability on (a, p, n), (a, g, n), (a, p, g);
+    acc_*: fraction on the right side of 0.5; accuracy: (acc_real + mean of the two fake accuracies) / 2
+    (0.5 = chance); d_loss, g_loss: the training losses on these triplets. A D at chance (accuracy near 0.5,
+    d_loss near (2 + alpha) ln 2) gives no information for mining. Note that a GAN at equilibrium also
+    scores 0.5 everywhere, so look at how the losses moved during training too.
+    """
+    alpha = check_alpha(alpha)
+    g = G(a, p, n, generator=generator)
+    real, fake_pos, fake_neg = D(a, p, n), D(a, g, n), D(a, p, g)
+    acc_real = (real > 0).double().mean()
+    acc_fp, acc_fn = (fake_pos < 0).double().mean(), (fake_neg < 0).double().mean()
+    return {"d_real": float(torch.sigmoid(real).mean()), "d_fake_pos": float(torch.sigmoid(fake_pos).mean()),
+            "d_fake_neg": float(torch.sigmoid(fake_neg).mean()), "acc_real": float(acc_real),
+            "acc_fake_pos": float(acc_fp), "acc_fake_neg": float(acc_fn),
+            "accuracy": float((acc_real + (acc_fp + acc_fn) / 2) / 2),
+            "d_loss": float(discriminator_loss(real, fake_pos, fake_neg, alpha)),
+            "g_loss": float(generator_loss(fake_pos, fake_neg, alpha))}
+
+
+class EarlyStopping:
+    """Stop when a monitored value has not improved by more than min_delta for `patience` calls.
+
+    mode: "min" (losses) or "max". `step(value) -> bool` (True = stop). Plain-value state_dict for resume.
+    """
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0, mode: str = "min") -> None:
+        if patience < 1 or min_delta < 0 or mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping needs patience >= 1, min_delta >= 0 and mode 'min' or 'max', got "
+                             f"{patience}, {min_delta}, {mode!r}")
+        self.patience, self.min_delta, self.mode = int(patience), float(min_delta), mode
+        self.best: float | None = None
+        self.bad_steps = 0
+
+    def step(self, value: float) -> bool:
+        value = float(value)
+        if value != value:  # NaN never counts as an improvement
+            improved = False
+        elif self.best is None:
+            improved = True
+        elif self.mode == "min":
+            improved = value < self.best - self.min_delta
+        else:
+            improved = value > self.best + self.min_delta
+        if improved:
+            self.best, self.bad_steps = value, 0
+        else:
+            self.bad_steps += 1
+        return self.bad_steps >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_steps": self.bad_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_steps = state["best"], int(state["bad_steps"])
