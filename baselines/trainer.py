@@ -1,0 +1,293 @@
+"""The supervised baseline training loop behind tools/train_baseline.py.
+
+One visible loop: for each epoch, (optionally) refresh what the loss or the sampler derives from the current
+embeddings -- Magnet's per-class k-means clusters (every ``baseline.magnet_refresh`` epochs) and the
+hierarchical triplet loss's class tree (every epoch) -- then one pass of
+    embeddings = encoder(augment(images)); indices = miner(embeddings, labels); loss(embeddings, labels, indices)
+over the sampler's batches, then the shared evaluation (kNN, NMI, ACC, ARI on freshly extracted test-transform
+features) every ``train.eval_every`` epochs and at the end. Same encoders, data sets, config, run directory
+and checkpoint format as ISL (checkpoint keys "config" and "model" are what tools/evaluate.py and
+tools/probe.py read). A checkpoint is written after every epoch; ``resume`` continues from one (bit-identical
+on CPU except for Magnet clusters, which are recomputed from the resumed encoder at the first resumed epoch).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
+from isl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything,
+                            set_rng_state)
+from isl.config import Config, ConfigError, to_dict
+from isl.data import DATASETS, augment_digits_batch, build_transform, dataset_targets
+from isl.eval import evaluate_embeddings, extract_features
+from isl.rundir import RunDir
+
+from .miners import MINERS, build_miner
+from .registry import LOSSES, build_loss, unknown_name_error
+from .samplers import MagnetBatchSampler, MPerClassBatchSampler
+
+log = logging.getLogger("isl")
+
+SAMPLERS = ("m_per_class", "magnet", "random")
+# config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
+RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
+                         "eval.batch_size"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss; training stops and the last good checkpoint is kept."""
+
+
+# The three helpers below mirror isl.stages.learning_rate / evaluate_model and isl.train.check_same_config;
+# they are not imported from there because those modules pull in the whole ISL stack (GAN, mining), which a
+# supervised baseline does not need.
+def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
+    """optim.schedule (cosine | step | constant, linear warm-up) at `epoch` of `epochs`; never test metrics."""
+    o = cfg.optim
+    if epoch < o.warmup_epochs:
+        return o.lr * (epoch + 1) / o.warmup_epochs
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "step":
+        return o.lr * o.step_gamma ** sum(epoch >= m * epochs for m in o.step_milestones)
+    progress = (epoch - o.warmup_epochs) / max(1, epochs - o.warmup_epochs)
+    return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
+    """The shared evaluation (isl.eval) on freshly extracted test-transform features."""
+    bank_f, bank_y, _ = extract_features(model, bank_loader, device)
+    query_f, query_y, _ = extract_features(model, query_loader, device)
+    e = cfg.eval
+    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
+                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
+                              cluster_on=e.cluster_on)
+    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not k.endswith("kwargs"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_config(saved: dict, cfg: Config) -> None:
+    old, new = _flatten(saved), _flatten(to_dict(cfg))
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_DIFFERENCES)
+    if diff:
+        shown = "; ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:8])
+        raise CheckpointError(f"cannot resume: the checkpoint was written with a different config ({shown}). "
+                              "Resume with the same --cfg/--set, or start a new run without --resume")
+
+
+@dataclass
+class BaselineProgress:
+    epoch: int = 0          # completed epochs
+    elapsed: float = 0.0    # seconds of training before this process
+
+
+def check_baseline_config(cfg: Config) -> None:
+    """Choices and ranges of the baseline section (ConfigError with the valid choices)."""
+    b = cfg.baseline
+    if b.loss not in LOSSES:
+        raise ConfigError(str(unknown_name_error("baseline.loss", b.loss, LOSSES)))
+    if b.miner not in ("none", *MINERS):
+        raise ConfigError(str(unknown_name_error("baseline.miner", b.miner, ["none", *MINERS])))
+    if b.sampler not in SAMPLERS:
+        raise ConfigError(f"baseline.sampler={b.sampler!r} is not one of {', '.join(SAMPLERS)}")
+    if b.epochs < 1:
+        raise ConfigError(f"baseline.epochs must be >= 1, got {b.epochs}")
+    if b.sampler == "magnet" and cfg.train.batch_size % b.magnet_batch_clusters != 0:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
+                          f"baseline.magnet_batch_clusters={b.magnet_batch_clusters} (M clusters x D samples)")
+    if b.sampler == "magnet" and b.magnet_refresh < 1:
+        raise ConfigError(f"baseline.magnet_refresh must be >= 1, got {b.magnet_refresh}")
+    if b.loss_lr < 0:
+        raise ConfigError(f"baseline.loss_lr must be >= 0, got {b.loss_lr}")
+
+
+class BaselineRun:
+    """Everything a baseline run holds, built from the config; `state_dict` / `load_state_dict` for resume."""
+
+    def __init__(self, cfg: Config, device: torch.device):
+        check_baseline_config(cfg)
+        self.cfg, self.device, b = cfg, device, cfg.baseline
+        seed_everything(cfg.seed)
+        digits_batched = cfg.data.name == "digits" and cfg.data.augment != "none"
+        # digits: raw 1 x 8 x 8 tensors, augmented a whole batch at once; other sets: per-image transform
+        self.train_set = build_train_set(cfg, transform=(lambda x: x) if digits_batched else None)
+        self.augment = ((lambda x, g: augment_digits_batch(x, generator=g, preset=cfg.data.augment))
+                        if digits_batched else None)
+        self.labels = dataset_targets(self.train_set)  # N
+        if bool((self.labels < 0).any()):
+            raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
+                              "supervised baselines need labels: set data.train_split to a labelled split")
+        self.num_classes = DATASETS[cfg.data.name].num_classes
+        self.model = build_encoder_from_config(cfg).to(device)
+        loss_kwargs = dict(b.loss_kwargs)
+        if b.loss == "magnet" and b.sampler == "magnet":
+            loss_kwargs.setdefault("samples_per_cluster", cfg.train.batch_size // b.magnet_batch_clusters)
+        try:
+            self.loss = build_loss(b.loss, num_classes=self.num_classes, embedding_size=cfg.model.low_dim,
+                                   **loss_kwargs).to(device)
+        except (TypeError, ValueError) as err:  # a misspelt or out-of-range loss argument
+            params = [n for n in inspect.signature(LOSSES[b.loss].__init__).parameters if n not in ("self", "kwargs")]
+            raise ConfigError(f"baseline.loss_kwargs {loss_kwargs} for {b.loss}: {err}; the loss takes "
+                              f"{', '.join(params)} (and pytorch-metric-learning's distance, reducer, ...)") from None
+        self.miner = build_miner(b.miner, **b.miner_kwargs)
+        o = cfg.optim
+        groups = [{"params": list(self.model.parameters()), "lr": o.lr, "weight_decay": o.weight_decay,
+                   "lr_scale": 1.0}]
+        loss_params = [p for p in self.loss.parameters() if p.requires_grad]
+        if loss_params:  # proxies: their own learning rate, no weight decay
+            groups.append({"params": loss_params, "lr": b.loss_lr, "weight_decay": 0.0,
+                           "lr_scale": b.loss_lr / o.lr})
+        self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+        self.sampler = self._build_sampler()
+        self.bank_loader, self.query_loader = build_eval_loaders(cfg)
+        self.progress = BaselineProgress()
+
+    def _build_sampler(self):
+        b, bs = self.cfg.baseline, self.cfg.train.batch_size
+        if bs > len(self.labels):
+            raise ConfigError(f"train.batch_size={bs} is larger than the training set ({len(self.labels)})")
+        steps = self.cfg.train.max_steps_per_epoch or None
+        try:
+            if b.sampler == "m_per_class":
+                return MPerClassBatchSampler(self.labels, b.m_per_class, bs, num_batches=steps, seed=self.cfg.seed)
+            if b.sampler == "magnet":
+                return MagnetBatchSampler(self.labels, b.magnet_clusters, b.magnet_batch_clusters,
+                                          bs // b.magnet_batch_clusters, num_batches=steps, seed=self.cfg.seed)
+        except ValueError as err:  # a batch shape the data cannot fill: a config problem, say which keys
+            raise ConfigError(f"baseline.sampler={b.sampler} with train.batch_size={bs}, "
+                              f"baseline.m_per_class={b.m_per_class} on {self.cfg.data.name}: {err}") from None
+        return None
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        common = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        if self.sampler is None:
+            shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, shuffle=True, drop_last=True,
+                              generator=shuffle, **common)
+        self.sampler.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_sampler=self.sampler, **common)
+
+    def train_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-transform embeddings of the whole training set, in dataset order: (N x d, N)."""
+        plain = build_train_set(self.cfg, transform=build_transform(self.cfg.data.name, train=False))
+        loader = DataLoader(plain, batch_size=self.cfg.eval.batch_size, shuffle=False,
+                            num_workers=self.cfg.data.num_workers)
+        features, labels, _ = extract_features(self.model, loader, self.device)
+        return features, labels
+
+    def state_dict(self) -> dict:
+        return {"config": to_dict(self.cfg), "kind": "baseline", "progress": asdict(self.progress),
+                "model": self.model.state_dict(), "loss": self.loss.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_same_config(state["config"], self.cfg)
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.progress = BaselineProgress(**state["progress"])
+
+
+def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
+    """One pass over the sampler's batches; returns the mean loss and timing."""
+    cfg, device = s.cfg, s.device
+    s.model.train()
+    augment_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 17)
+    total, steps, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+    for images, labels, _ in s.train_loader(epoch):
+        if s.augment is not None:
+            images = s.augment(images, augment_gen)  # B x 1 x 8 x 8
+        images, labels = images.to(device, non_blocking=True), labels.to(device)
+        embeddings = s.model(images)  # B x d, unit norm
+        indices = s.miner(embeddings, labels) if s.miner is not None else None
+        try:
+            loss = s.loss(embeddings, labels, indices)
+        except ValueError as err:
+            if indices is not None and "indices_tuple is not supported" in str(err):
+                raise ConfigError(f"baseline.loss={cfg.baseline.loss} selects its own pairs and takes no miner; "
+                                  f"set baseline.miner=none (got {cfg.baseline.miner!r})") from None
+            raise
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite {cfg.baseline.loss} loss {loss.item()} at step {steps} of "
+                                     f"epoch {epoch}; lower optim.lr or check baseline.loss_kwargs. The last good "
+                                     "checkpoint is kept.")
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer.step()
+        total += loss.detach().double().cpu()
+        steps += 1
+        if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:
+            break
+    return {"loss": float(total / max(steps, 1)), "steps": steps, "sec_per_epoch": time.perf_counter() - start}
+
+
+def refresh_from_embeddings(s: BaselineRun, epoch: int, resumed: bool) -> None:
+    """Magnet clusters and the hierarchical class tree from the current training-set embeddings."""
+    b = s.cfg.baseline
+    magnet_due = isinstance(s.sampler, MagnetBatchSampler) and (epoch % b.magnet_refresh == 0 or resumed)
+    tree_due = hasattr(s.loss, "fit_tree")
+    if not (magnet_due or tree_due):
+        return
+    features, labels = s.train_features()
+    if magnet_due:
+        s.sampler.refreshes = epoch  # the k-means seed depends on the epoch only (reproducible on resume)
+        s.sampler.refresh(features)
+    if tree_due:
+        s.loss.fit_tree(features.to(s.device), labels.to(s.device))
+
+
+def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> dict:
+    """Train cfg.baseline.loss on cfg.data with labels; returns the final metrics (also in results.json)."""
+    device = select_device(cfg.train.device)
+    s = BaselineRun(cfg, device)
+    if resume is not None:
+        s.load_state_dict(load_checkpoint(resume, map_location=device))
+        log.info("resumed from %s at epoch %d", resume, s.progress.epoch)
+    p, b = s.progress, cfg.baseline
+    started, elapsed0, resumed = time.perf_counter(), p.elapsed, resume is not None
+    last_eval: dict = {}
+    while p.epoch < b.epochs:
+        lr = learning_rate(cfg, p.epoch, b.epochs)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        refresh_from_embeddings(s, p.epoch, resumed)
+        resumed = False
+        stats = train_one_epoch(s, p.epoch)
+        p.epoch += 1
+        record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
+        if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
+            last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+            record.update(last_eval)
+            log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f", b.loss, p.epoch, stats["loss"],
+                     *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")))
+        run.log_metrics(record, step=p.epoch, prefix="baseline/")
+        p.elapsed = elapsed0 + time.perf_counter() - started
+        save_checkpoint(run.checkpoint_path, s.state_dict())
+    if not last_eval:  # resumed from a finished run
+        last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+    results = {**last_eval, "method": f"baseline:{b.loss}", "loss": b.loss, "miner": b.miner,
+               "sampler": b.sampler, "experiment": cfg.experiment, "dataset": cfg.data.name, "seed": cfg.seed,
+               "epochs": p.epoch, "wall_time_s": round(elapsed0 + time.perf_counter() - started, 1),
+               "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path)}
+    run.write_results(results)
+    run.log_metrics({"stage": "final", **results})
+    return results
