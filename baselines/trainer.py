@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,12 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
-from isl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything,
+from isl.checkpoint import (load_checkpoint, rng_state, save_checkpoint, seed_everything,
                             set_rng_state)
 from isl.config import Config, ConfigError, to_dict
 from isl.data import DATASETS, augment_digits_batch, build_transform, dataset_targets
-from isl.eval import evaluate_embeddings, extract_features
+from isl.eval import extract_features
 from isl.rundir import RunDir
+from isl.training import NonFiniteLossError, check_same_config, evaluate_model, learning_rate
 
 from .miners import MINERS, build_miner
 from .registry import LOSSES, build_loss, unknown_name_error
@@ -37,62 +37,6 @@ from .samplers import MagnetBatchSampler, MPerClassBatchSampler
 log = logging.getLogger("isl")
 
 SAMPLERS = ("m_per_class", "magnet", "random")
-# config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
-RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
-                         "eval.batch_size"}
-
-
-class NonFiniteLossError(RuntimeError):
-    """A NaN or infinite loss; training stops and the last good checkpoint is kept."""
-
-
-# The three helpers below mirror isl.stages.learning_rate / evaluate_model and isl.train.check_same_config;
-# they are not imported from there because those modules pull in the whole ISL stack (GAN, mining), which a
-# supervised baseline does not need.
-def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
-    """optim.schedule (cosine | step | constant, linear warm-up) at `epoch` of `epochs`; never test metrics."""
-    o = cfg.optim
-    if epoch < o.warmup_epochs:
-        return o.lr * (epoch + 1) / o.warmup_epochs
-    if o.schedule == "constant":
-        return o.lr
-    if o.schedule == "step":
-        return o.lr * o.step_gamma ** sum(epoch >= m * epochs for m in o.step_milestones)
-    progress = (epoch - o.warmup_epochs) / max(1, epochs - o.warmup_epochs)
-    return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@torch.no_grad()
-def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
-    """The shared evaluation (isl.eval) on freshly extracted test-transform features."""
-    bank_f, bank_y, _ = extract_features(model, bank_loader, device)
-    query_f, query_y, _ = extract_features(model, query_loader, device)
-    e = cfg.eval
-    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
-                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                              cluster_on=e.cluster_on)
-    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not k.endswith("kwargs"):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_same_config(saved: dict, cfg: Config) -> None:
-    old, new = _flatten(saved), _flatten(to_dict(cfg))
-    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_DIFFERENCES)
-    if diff:
-        shown = "; ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:8])
-        raise CheckpointError(f"cannot resume: the checkpoint was written with a different config ({shown}). "
-                              "Resume with the same --cfg/--set, or start a new run without --resume")
-
-
 @dataclass
 class BaselineProgress:
     epoch: int = 0          # completed epochs

@@ -7,7 +7,6 @@ calls them in order. Notation: f -> `features` (encoder output, unit norm), V ->
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 
 import torch
@@ -15,37 +14,19 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import Config
-from .eval import evaluate_embeddings, extract_features
 from .gan import gan_quality, gan_step
 from .memory_bank import MemoryBank
 from .mining import mine_gan, mine_knn
 from .objective import ISLLoss, hard_positive_logits
 from .positives import PositiveSets
+from .training import NonFiniteLossError
 from .triplets import build_triplets
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss becomes NaN or infinite; the last good checkpoint is kept."""
 
 
 def _autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
-
-
-def learning_rate(cfg: Config, stage_epoch: int, stage_epochs: int) -> float:
-    """Learning rate of an encoder epoch; a function of epoch counters only (never of test metrics)."""
-    o = cfg.optim
-    if stage_epoch < o.warmup_epochs:
-        return o.lr * (stage_epoch + 1) / o.warmup_epochs
-    if o.schedule == "constant":
-        return o.lr
-    if o.schedule == "step":
-        passed = sum(stage_epoch >= m * stage_epochs for m in o.step_milestones)
-        return o.lr * o.step_gamma ** passed
-    progress = (stage_epoch - o.warmup_epochs) / max(1, stage_epochs - o.warmup_epochs)
-    return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
@@ -146,18 +127,6 @@ def mining_pass(G, D, bank: MemoryBank, positives: PositiveSets, cfg: Config,
     if res.scores is not None:
         stats["mean_best_score"] = float(res.scores.nanmean())
     return res.pairs_i, res.pairs_j, stats
-
-
-@torch.no_grad()
-def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
-    """The shared evaluation on freshly extracted test-transform features (never the memory bank)."""
-    bank_f, bank_y, _ = extract_features(model, bank_loader, device)
-    query_f, query_y, _ = extract_features(model, query_loader, device)
-    e = cfg.eval
-    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
-                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                              cluster_on=e.cluster_on)
-    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
 
 
 def pair_precision(positives: PositiveSets, labels: torch.Tensor) -> float:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import Config, to_dict
 from .data import MultiView, augment_digits_batch, build_transform, dataset_targets
 from .gan import Discriminator, Generator
@@ -29,15 +29,10 @@ from .memory_bank import MemoryBank
 from .objective import ISLLoss
 from .positives import PositiveSets
 from .rundir import RunDir
-from .stages import (evaluate_model, gan_heldout, learning_rate, mining_pass, pair_precision, train_encoder_epoch,
-                     train_gan_epoch)
+from .stages import gan_heldout, mining_pass, pair_precision, train_encoder_epoch, train_gan_epoch
+from .training import check_same_config, evaluate_model, learning_rate
 
 log = logging.getLogger("isl")
-
-# config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
-RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
-                         "eval.batch_size"}
-
 
 class Stage(str, enum.Enum):
     ENCODER = "encoder"
@@ -60,25 +55,6 @@ class Progress:
 
 class StopRun(Exception):
     """Raised after `stop_after` checkpoints (tests; simulates a pre-empted job)."""
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not k.endswith("kwargs"):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_same_config(saved: dict, cfg: Config) -> None:
-    old, new = _flatten(saved), _flatten(to_dict(cfg))
-    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_DIFFERENCES)
-    if diff:
-        shown = "; ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:8])
-        raise CheckpointError(f"cannot resume: the checkpoint was written with a different config ({shown}). "
-                              f"Resume with the same --cfg/--set, or start a new run without --resume")
 
 
 class ISLRun:

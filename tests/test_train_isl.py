@@ -7,7 +7,7 @@ import torch
 from isl.checkpoint import CheckpointError, load_checkpoint
 from isl.config import load_config
 from isl.rundir import RunDir, read_metrics
-from isl.stages import NonFiniteLossError
+from isl.training import NonFiniteLossError
 from isl.train import StopRun, run_isl
 
 TINY = ["train.epochs_first=2", "train.epochs_per_round=1", "isl.rounds=1", "train.batch_size=64",

@@ -1,0 +1,65 @@
+"""What every trainer here shares (ISL, NPID, the supervised baselines), without the ISL stack:
+the learning-rate schedule, the evaluation of a model, the resume-compatibility check, the non-finite guard.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .checkpoint import CheckpointError
+from .config import Config, to_dict
+from .eval import evaluate_embeddings, extract_features
+
+# config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
+RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
+                         "eval.batch_size"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss; training stops and the last good checkpoint is kept."""
+
+
+def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
+    """optim.schedule (cosine | step | constant, linear warm-up) at `epoch` of `epochs`; never test metrics."""
+    o = cfg.optim
+    if epoch < o.warmup_epochs:
+        return o.lr * (epoch + 1) / o.warmup_epochs
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "step":
+        return o.lr * o.step_gamma ** sum(epoch >= m * epochs for m in o.step_milestones)
+    progress = (epoch - o.warmup_epochs) / max(1, epochs - o.warmup_epochs)
+    return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
+    """The shared evaluation (isl.eval) on freshly extracted test-transform features (never a memory bank)."""
+    bank_f, bank_y, _ = extract_features(model, bank_loader, device)
+    query_f, query_y, _ = extract_features(model, query_loader, device)
+    e = cfg.eval
+    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
+                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
+                              cluster_on=e.cluster_on)
+    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not k.endswith("kwargs"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_config(saved: dict, cfg: Config) -> None:
+    """Refuse to resume a checkpoint written with a different experiment config (machine paths may differ)."""
+    old, new = _flatten(saved), _flatten(to_dict(cfg))
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_DIFFERENCES)
+    if diff:
+        shown = "; ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:8])
+        raise CheckpointError(f"cannot resume: the checkpoint was written with a different config ({shown}). "
+                              "Resume with the same --cfg/--set, or start a new run without --resume")
