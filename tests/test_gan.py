@@ -55,7 +55,7 @@ def test_discriminator_returns_logits():
 
 
 def test_losses_against_loop():
-    real, fp, fn = torch.randn(6, generator=_gen(0)), torch.randn(6, generator=_gen(1)), torch.randn(6, generator=_gen(2))
+    real, fp, fn = (torch.randn(6, generator=_gen(seed)) for seed in range(3))
     alpha = 0.7
     sig = lambda x: 1.0 / (1.0 + math.exp(-x))
     d_ref = sum(-math.log(sig(r)) - math.log(1 - sig(x)) - alpha * math.log(1 - sig(y))
