@@ -130,10 +130,10 @@ class EvalConfig:
 class BaselineConfig:
     loss: str = "triplet"           # a name in baselines.registry.LOSSES
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
-    miner: str = "none"             # none | easy | hard | semihard (baselines.miners)
+    miner: str = "none"             # a name in baselines.miners.MINERS (none | easy | hard | semihard | ...)
     miner_kwargs: dict[str, Any] = field(default_factory=dict)
     sampler: str = "m_per_class"    # m_per_class | magnet | random
-    m_per_class: int = 4
+    m_per_class: int = 16           # 16 x 8 classes fills a batch of 128 on 10-class data sets
     epochs: int = 50
     loss_lr: float = 0.01           # learning rate of loss parameters (proxies, centres)
     magnet_clusters: int = 4        # Magnet: k-means clusters per class
@@ -277,6 +277,9 @@ def validate(c: Config) -> None:
     _check(0 < mine.radius <= 2, f"isl.mining.radius (r, Euclidean on unit vectors) must be in (0, 2], "
            f"got {mine.radius}")
     _check(0 < mine.threshold < 1, f"isl.mining.threshold (h, a probability) must be in (0, 1), got {mine.threshold}")
+    _check(gan.patience >= 1 and gan.min_delta >= 0, f"isl.gan.patience must be >= 1 and isl.gan.min_delta >= 0, "
+           f"got {gan.patience} and {gan.min_delta}")
+    _check(gan.max_epochs >= 1, f"isl.gan.max_epochs must be >= 1, got {gan.max_epochs}")
     _check(mine.n_proxies >= 1, f"isl.mining.n_proxies must be >= 1, got {mine.n_proxies}")
     _check(mine.quota > 0, f"isl.mining.quota must be > 0, got {mine.quota}")
     _check(0 <= mine.adaptive_base < 1, f"isl.mining.adaptive_base must be in [0, 1), got {mine.adaptive_base}")

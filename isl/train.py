@@ -24,7 +24,7 @@ from .builders import build_encoder_from_config, build_eval_loaders, build_train
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import Config, to_dict
 from .data import MultiView, augment_digits_batch, build_transform, dataset_targets
-from .gan import Discriminator, Generator
+from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
 from .objective import ISLLoss
 from .positives import PositiveSets
@@ -47,7 +47,7 @@ class Progress:
     round: int = 0
     epoch: int = 0                 # completed epochs (or mining passes) in the current stage
     global_epoch: int = 0          # completed encoder epochs in the whole run
-    gan_best: float = float("inf")
+    gan_best: float | None = None   # EarlyStopping state of the GAN stage
     gan_bad_epochs: int = 0
     round_new_pairs: int = 0
     elapsed: float = 0.0           # seconds of training before this process (for wall time across resumes)
@@ -176,7 +176,7 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
             if p.round < rounds:
                 p.round += 1
                 p.stage = {"gan": Stage.GAN, "knn": Stage.MINING, "none": Stage.ENCODER}[m.strategy].value
-                p.epoch, p.gan_best, p.gan_bad_epochs, p.round_new_pairs = 0, float("inf"), 0, 0
+                p.epoch, p.gan_best, p.gan_bad_epochs, p.round_new_pairs = 0, None, 0, 0
             else:
                 p.stage = Stage.DONE.value
         elif p.stage == Stage.GAN.value:
@@ -187,16 +187,16 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                                         cfg, s.gen)
                 stats.update(gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, cfg, s.gen))
                 p.epoch += 1
-                monitored = stats["heldout_d_loss"]  # D's held-out loss: stops improving when the GAN settles
-                if monitored < p.gan_best - g.min_delta:
-                    p.gan_best, p.gan_bad_epochs = monitored, 0
-                else:
-                    p.gan_bad_epochs += 1
+                # D's held-out loss: stops improving when the GAN settles (the state lives in Progress)
+                stopper = EarlyStopping(g.patience, g.min_delta)
+                stopper.load_state_dict({"best": p.gan_best, "bad_steps": p.gan_bad_epochs})
+                patience_out = stopper.step(stats["heldout_d_loss"])
+                p.gan_best, p.gan_bad_epochs = stopper.best, stopper.bad_steps
                 run.log_metrics({"stage": "gan", "round": p.round, "epoch": p.epoch, **stats},
                                 step=(p.round - 1) * g.max_epochs + p.epoch, prefix="gan/")
                 bar.update(1)
                 bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
-                stop = p.epoch >= g.min_epochs and p.gan_bad_epochs >= g.patience
+                stop = p.epoch >= g.min_epochs and patience_out
                 if stop:
                     p.epoch = g.max_epochs
                 checkpoint()
