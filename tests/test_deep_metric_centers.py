@@ -9,12 +9,13 @@ import torch
 
 from baselines.deep_metric import CenterNCALoss, CenterPairLoss, ClusterNCALoss, DMCenterLoss
 
+from deep_metric_reference import unit_batch
+
 LABELS = torch.tensor([3, 3, 3, 1, 1, 7, 7, 7, 7, 5, 0, 0, 3])  # unsorted label values, class 5 a singleton
 
 
 def batch(seed: int = 0, dim: int = 4) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(torch.randn(len(LABELS), dim, generator=gen, dtype=torch.float64), dim=1)
+    return unit_batch(len(LABELS), seed, dim)
 
 
 def centers_by_loop(x, labels):

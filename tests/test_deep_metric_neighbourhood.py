@@ -9,25 +9,13 @@ import torch
 
 from baselines.deep_metric import DMNCALoss, GaussianLDALoss, GaussianMetricLoss
 
+from deep_metric_reference import dist, rows, unit_batch
+
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 0])  # class 3 is a singleton
 
 
 def batch(seed: int = 0, dim: int = 4) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(torch.randn(len(LABELS), dim, generator=gen, dtype=torch.float64), dim=1)
-
-
-def rows(labels):
-    n = len(labels)
-    for i in range(n):
-        pos = [j for j in range(n) if j != i and labels[j] == labels[i]]
-        neg = [j for j in range(n) if labels[j] != labels[i]]
-        if pos and neg:
-            yield i, pos, neg
-
-
-def dist(x, i, j) -> float:
-    return math.sqrt(max(float(((x[i] - x[j]) ** 2).sum()), 1e-12))
+    return unit_batch(len(LABELS), seed, dim)
 
 
 def reference_nca(x, labels, alpha, k) -> float:

@@ -10,25 +10,13 @@ from pytorch_metric_learning.reducers import DoNothingReducer
 
 from baselines.deep_metric import BinDevianceBranchLoss, DistWeightLoss, DMContrastiveLoss
 
+from deep_metric_reference import rows, sim, unit_batch
+
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 0])  # class 3 is a singleton
 
 
 def batch(seed: int = 0, dim: int = 6) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(torch.randn(len(LABELS), dim, generator=gen, dtype=torch.float64), dim=1)
-
-
-def rows(labels):
-    n = len(labels)
-    for i in range(n):
-        pos = [j for j in range(n) if j != i and labels[j] == labels[i]]
-        neg = [j for j in range(n) if labels[j] != labels[i]]
-        if pos and neg:
-            yield i, pos, neg
-
-
-def sim(x, i, j) -> float:
-    return float((x[i] * x[j]).sum())
+    return unit_batch(len(LABELS), seed, dim)
 
 
 def softplus(v: float) -> float:
