@@ -38,11 +38,16 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     """The shared evaluation (isl.eval) on freshly extracted test-transform features (never a memory bank)."""
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
-    e = cfg.eval
-    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
-                              kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                              cluster_on=e.cluster_on)
+    res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
+
+
+def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
+    """`evaluate_embeddings` with the settings of cfg.eval (kNN bank = bank_f, queries = query_f)."""
+    e = cfg.eval
+    return evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
+                               kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
+                               cluster_on=e.cluster_on)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -1,7 +1,6 @@
 """tools/probe.py and tools/baseline_table.py on tiny digits runs."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -11,16 +10,7 @@ import torch.nn.functional as F
 
 from isl.config import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["baseline.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=32", "baseline.m_per_class=4",
-        "eval.kmeans_restarts=1", "eval.knn_k=5", "model.low_dim=16", "train.eval_every=1"]
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from baseline_tool_helpers import TINY, load_tool
 
 
 probe = load_tool("probe")

@@ -2,7 +2,6 @@
 trainer's run directory, resume and config errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,16 +13,7 @@ from isl.checkpoint import load_checkpoint
 from isl.config import CONFIG_DIR, ConfigError, load_config
 from isl.rundir import read_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["baseline.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=32", "baseline.m_per_class=4",
-        "eval.kmeans_restarts=1", "eval.knn_k=5", "model.low_dim=16", "train.eval_every=1"]
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from baseline_tool_helpers import TINY, load_tool
 
 
 train_baseline = load_tool("train_baseline")

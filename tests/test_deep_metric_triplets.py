@@ -10,27 +10,13 @@ import torch
 from baselines.deep_metric import (ABatchAllLoss, AHardPairLoss, ATripletLoss, BatchAllLoss, BatchHardLoss,
                                    DMTripletLoss)
 
+from deep_metric_reference import dist as d, rows, unit_batch
+
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 0])  # class 3 is a singleton: no positive
 
 
 def batch(seed: int = 0, dim: int = 4) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(len(LABELS), dim, generator=gen, dtype=torch.float64)
-    return torch.nn.functional.normalize(x, dim=1)
-
-
-def d(x, i, j) -> float:
-    return math.sqrt(max(float(((x[i] - x[j]) ** 2).sum()), 1e-12))
-
-
-def rows(labels):
-    """(i, positives, negatives) for every anchor with at least one of each, as the source's rows."""
-    n = len(labels)
-    for i in range(n):
-        pos = [j for j in range(n) if j != i and labels[j] == labels[i]]
-        neg = [j for j in range(n) if labels[j] != labels[i]]
-        if pos and neg:
-            yield i, pos, neg
+    return unit_batch(len(LABELS), seed, dim)
 
 
 def a_lr(x, i, pos, neg, alpha) -> float:

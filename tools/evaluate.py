@@ -22,7 +22,8 @@ from isl.builders import build_encoder_from_config, build_eval_loaders, select_d
 from isl.checkpoint import load_checkpoint  # noqa: E402
 from isl.cli import run_cli  # noqa: E402
 from isl.config import from_dict, load_config  # noqa: E402
-from isl.eval import evaluate_embeddings, extract_features, write_json  # noqa: E402
+from isl.eval import extract_features, write_json  # noqa: E402
+from isl.training import evaluate_features  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.load_state_dict(state["model"])
         bank_f, bank_y, _ = extract_features(model, bank_loader, device)
         query_f, query_y, _ = extract_features(model, query_loader, device)
-    e = cfg.eval
-    results = evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
-                                  kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                                  cluster_on=e.cluster_on)
+    results = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     results.update(dataset=cfg.data.name, features=args.features, checkpoint=args.ckpt)
     if args.out:
         out = Path(args.out)
