@@ -29,15 +29,25 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 
+def needs_second_view(cfg: Config, objective: ISLLoss) -> bool:
+    """Whether the encoder step uses a second augmented view: only as the hard positive of anchors whose
+    P_i = {i} (L2 with `singleton_hard: second_view`). NPID, lambda = 0 and `skip` train on one view."""
+    return objective.lam > 0 and cfg.isl.singleton_hard == "second_view"
+
+
 def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
                         cfg: Config, device: torch.device, desc: str = "encoder",
                         batch_views=None) -> dict[str, float]:
     """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step.
 
-    `batch_views`, when given, turns a batch of raw images B x C x H x W into two augmented views
-    B x 2 x C x H x W (batched augmentation); otherwise the loader already yields two views.
+    `batch_views`, when given, turns a batch of raw images B x C x H x W into augmented views
+    B x V x C x H x W (batched augmentation); otherwise the loader already yields them. View 1 is trained;
+    view 2 (present when `needs_second_view`) is encoded without autograd, in train mode like view 1, so
+    BatchNorm normalises each view with its own batch statistics (as MoCo's key encoder does) and its
+    running statistics see both views, as when the two views went through one forward pass.
     """
     isl = cfg.isl
+    second_view = needs_second_view(cfg, objective)
     model.train()
     sums = torch.zeros(3, dtype=torch.float64)  # l1, l2, loss
     steps = 0
@@ -46,10 +56,12 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         images, indices = images.to(device, non_blocking=True), indices.to(device)
         if batch_views is not None:
             images = batch_views(images)
-        b = images.shape[0]                                              # images: B x 2 x C x H x W
-        with _autocast(device, cfg.train.amp):
-            feats = model(images.flatten(0, 1)).float().view(b, 2, -1)  # B x 2 x d
-        f1, f2 = feats[:, 0], feats[:, 1].detach()                      # view 1 trains; view 2 is a target
+        with _autocast(device, cfg.train.amp):                           # images: B x V x C x H x W
+            f1 = model(images[:, 0]).float()                            # B x d, view 1 trains
+            f2 = None
+            if second_view:  # view 2 is only a target: no autograd graph, no backward through it
+                with torch.no_grad():
+                    f2 = model(images[:, 1]).float()                    # B x d
         logits = bank.logits(f1, isl.temperature)                       # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
         # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
@@ -58,7 +70,7 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         if objective.lam > 0:
             hard_logits, hard_valid = hard_positive_logits(
                 f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
-                second_view=f2 if isl.singleton_hard == "second_view" else None, similarities=logits.detach())
+                second_view=f2, similarities=logits.detach())
         terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):

@@ -29,7 +29,8 @@ from .memory_bank import MemoryBank
 from .objective import ISLLoss
 from .positives import PositiveSets
 from .rundir import RunDir
-from .stages import gan_heldout, mining_pass, pair_precision, train_encoder_epoch, train_gan_epoch
+from .stages import (gan_heldout, mining_pass, needs_second_view, pair_precision, train_encoder_epoch,
+                     train_gan_epoch)
 from .training import check_same_config, evaluate_model, learning_rate
 
 log = logging.getLogger("isl")
@@ -63,14 +64,18 @@ class ISLRun:
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
         seed_everything(cfg.seed)
+        # strategy none is NPID (Wu et al. 2018) exactly: L1 with P_i = {i} and no L2 term
+        lam = 0.0 if cfg.isl.mining.strategy == "none" else cfg.isl.lam
+        self.objective = ISLLoss(cfg.isl.temperature, lam)
+        n_views = 2 if needs_second_view(cfg, self.objective) else 1
         if cfg.data.name == "digits":
-            # digits: raw 1 x 8 x 8 tensors; both views are drawn on the whole batch at once (~50x faster)
+            # digits: raw 1 x 8 x 8 tensors; the views are drawn on the whole batch at once (~50x faster)
             self.train_set = build_train_set(cfg, transform=lambda x: x)
             self.batch_views = lambda x: torch.stack(
-                [augment_digits_batch(x, preset=cfg.data.augment) for _ in range(2)], dim=1)
+                [augment_digits_batch(x, preset=cfg.data.augment) for _ in range(n_views)], dim=1)
         else:
-            two_views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), 2)
-            self.train_set, self.batch_views = build_train_set(cfg, two_views), None
+            views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), n_views)
+            self.train_set, self.batch_views = build_train_set(cfg, views), None
         n = len(self.train_set)
         if cfg.train.batch_size > n:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n} "
@@ -84,9 +89,6 @@ class ISLRun:
         self.bank = MemoryBank(n, cfg.model.low_dim, momentum=cfg.isl.bank_momentum,
                                generator=torch.Generator().manual_seed(cfg.seed)).to(device)
         self.positives = PositiveSets(n).to(device)
-        # strategy none is NPID (Wu et al. 2018) exactly: L1 with P_i = {i} and no L2 term
-        lam = 0.0 if cfg.isl.mining.strategy == "none" else cfg.isl.lam
-        self.objective = ISLLoss(cfg.isl.temperature, lam)
         g = cfg.isl.gan
         self.G = Generator(cfg.model.low_dim, noise_dim=g.noise_dim).to(device)
         self.D = Discriminator(cfg.model.low_dim).to(device)

@@ -113,3 +113,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("extra, views", [([], 2), (["isl.mining.strategy=none"], 1), (["isl.lam=0"], 1),
+                                          (["isl.singleton_hard=skip"], 1)])
+def test_encoder_step_views(tmp_path, extra, views):
+    """The second view is encoded only when L2 uses it, and never with autograd."""
+    from isl.stages import train_encoder_epoch
+    from isl.train import ISLRun
+
+    cfg = tiny_cfg(tmp_path, *extra)
+    s = ISLRun(cfg, torch.device("cpu"))
+    calls = []
+    s.model.register_forward_hook(lambda m, inp, out: calls.append((inp[0].shape[0], out.requires_grad)))
+    train_encoder_epoch(s.model, s.optimizer, s.train_loader(0), s.bank, s.positives, s.objective, cfg,
+                        torch.device("cpu"), batch_views=s.batch_views)
+    steps = cfg.train.max_steps_per_epoch
+    assert len(calls) == steps * views
+    assert all(b == cfg.train.batch_size for b, _ in calls)
+    assert [grad for _, grad in calls] == [True, False] * steps if views == 2 else [True] * steps
