@@ -25,7 +25,7 @@ from isl.builders import build_encoder_from_config, build_eval_loaders, build_tr
 from isl.checkpoint import (load_checkpoint, rng_state, save_checkpoint, seed_everything,
                             set_rng_state)
 from isl.config import Config, ConfigError, to_dict
-from isl.data import DATASETS, augment_digits_batch, build_transform, dataset_targets
+from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
 from isl.rundir import RunDir
 from isl.training import NonFiniteLossError, check_same_config, evaluate_model, learning_rate
@@ -70,11 +70,11 @@ class BaselineRun:
         check_baseline_config(cfg)
         self.cfg, self.device, b = cfg, device, cfg.baseline
         seed_everything(cfg.seed)
-        digits_batched = cfg.data.name == "digits" and cfg.data.augment != "none"
-        # digits: raw 1 x 8 x 8 tensors, augmented a whole batch at once; other sets: per-image transform
-        self.train_set = build_train_set(cfg, transform=(lambda x: x) if digits_batched else None)
-        self.augment = ((lambda x, g: augment_digits_batch(x, generator=g, preset=cfg.data.augment))
-                        if digits_batched else None)
+        batched = DATASETS[cfg.data.name].in_memory and cfg.data.augment != "none"
+        # digits, Fashion-MNIST: raw 1 x S x S tensors, augmented a whole batch at once; others: per image
+        self.train_set = build_train_set(cfg, transform=(lambda x: x) if batched else None)
+        self.augment = ((lambda x, g: augment_tensor_batch(x, cfg.data.name, cfg.data.augment, generator=g))
+                        if batched else None)
         self.labels = dataset_targets(self.train_set)  # N
         if bool((self.labels < 0).any()):
             raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
@@ -221,8 +221,8 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
         if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
             last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
             record.update(last_eval)
-            log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f", b.loss, p.epoch, stats["loss"],
-                     *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")))
+            log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch, stats["loss"],
+                     *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")), last_eval["linear_acc"])
         run.log_metrics(record, step=p.epoch, prefix="baseline/")
         p.elapsed = elapsed0 + time.perf_counter() - started
         save_checkpoint(run.checkpoint_path, s.state_dict())

@@ -24,7 +24,7 @@ def _dataset(cfg: Config, split: str, transform):
     d = cfg.data
     return build_dataset(d.name, split, d.root, transform, d.download,
                          test_fraction=d.test_fraction, split_seed=d.split_seed,
-                         verify_checksums=d.verify_checksums)
+                         verify_checksums=d.verify_checksums, image_size=d.image_size)
 
 
 def build_train_set(cfg: Config, transform=None):

@@ -7,9 +7,9 @@ from typing import Callable
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .data import DatasetNotFoundError
+from .data import DatasetCorruptedError, DatasetNotFoundError
 
-USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError)
+USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError)
 
 
 def run_cli(main: Callable[[], object]) -> None:

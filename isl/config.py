@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    name: str = "digits"            # digits | cifar10 | cifar100 | cifar100_20 | stl10 | svhn
+    name: str = "digits"            # digits | fashion_mnist | cifar10 | cifar100 | cifar100_20 | stl10 | svhn
     root: str = ""                  # machine path; empty -> $ISL_DATA_ROOT or ./data (keep it out of yaml)
     download: bool = False          # let torchvision download a missing data set
     verify_checksums: bool = True   # torchvision's md5 check of CIFAR / STL-10 / SVHN files
@@ -38,6 +38,7 @@ class DataConfig:
     test_fraction: float = 0.2      # digits only: size of the stratified test split
     split_seed: int = 0             # digits only: seed of the stratified split (fixed across runs)
     augment: str = "default"        # augmentation preset of the train transform (see isl.data.transforms)
+    image_size: int = 0             # fashion_mnist only: resize every image to this side at load (0 = native 28)
     num_workers: int = 0            # DataLoader workers (0 for in-memory digits)
 
 
@@ -123,6 +124,7 @@ class EvalConfig:
     kmeans_restarts: int = 10
     cluster_on: str = "all"         # all (train + test, "whole") | test | train ("split")
     backend: str = "auto"           # auto (faiss when present) | faiss | torch
+    linear_probe: bool = True       # also fit a linear classifier on the frozen features (linear_acc)
     batch_size: int = 512
 
 
@@ -296,6 +298,9 @@ def validate(c: Config) -> None:
     _check(c.model.low_dim >= 2, f"model.low_dim must be >= 2, got {c.model.low_dim}")
     _check(c.eval.knn_k >= 1, f"eval.knn_k must be >= 1, got {c.eval.knn_k}")
     _check(0 < c.data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {c.data.test_fraction}")
+    _check(c.data.image_size == 0 or (c.data.name == "fashion_mnist" and 8 <= c.data.image_size <= 64),
+           f"data.image_size={c.data.image_size}: only fashion_mnist can be resized at load, to 8..64 pixels "
+           "(0 keeps the native size)")
 
 
 def to_dict(c: Config) -> dict:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import Config, to_dict
-from .data import MultiView, augment_digits_batch, build_transform, dataset_targets
+from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
 from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
 from .objective import ISLLoss
@@ -68,11 +68,11 @@ class ISLRun:
         lam = 0.0 if cfg.isl.mining.strategy == "none" else cfg.isl.lam
         self.objective = ISLLoss(cfg.isl.temperature, lam)
         n_views = 2 if needs_second_view(cfg, self.objective) else 1
-        if cfg.data.name == "digits":
-            # digits: raw 1 x 8 x 8 tensors; the views are drawn on the whole batch at once (~50x faster)
+        if DATASETS[cfg.data.name].in_memory:
+            # digits, Fashion-MNIST: raw 1 x S x S tensors; the views are drawn on the whole batch at once
             self.train_set = build_train_set(cfg, transform=lambda x: x)
             self.batch_views = lambda x: torch.stack(
-                [augment_digits_batch(x, preset=cfg.data.augment) for _ in range(n_views)], dim=1)
+                [augment_tensor_batch(x, cfg.data.name, cfg.data.augment) for _ in range(n_views)], dim=1)
         else:
             views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), n_views)
             self.train_set, self.batch_views = build_train_set(cfg, views), None
@@ -171,8 +171,9 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                 if p.epoch % cfg.train.eval_every == 0 or p.epoch == n_epochs:
                     last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
                     record.update(last_eval)
-                    log.info("round %d epoch %d: l1 %.4f l2 %.4f knn %.4f nmi %.4f acc %.4f ari %.4f", p.round,
-                             p.epoch, stats["l1"], stats["l2"], *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")))
+                    log.info("round %d epoch %d: l1 %.4f l2 %.4f knn %.4f linear %.4f nmi %.4f acc %.4f ari %.4f",
+                             p.round, p.epoch, stats["l1"], stats["l2"],
+                             *(last_eval[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")))
                 run.log_metrics(record, step=p.global_epoch, prefix="encoder/")
                 checkpoint()
             if p.round < rounds:
@@ -234,6 +235,10 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                                  "pair_precision": pair_precision(s.positives, s.labels),
                                  "sec_per_pass": time.perf_counter() - t0, **stats},
                                 step=p.round * m.max_passes + p.epoch, prefix="mining/")
+                if added == 0:  # nothing within the radius anywhere: further passes would only repeat this one
+                    log.warning("round %d: mining pass %d added no pair; stopping this round's mining", p.round,
+                                p.epoch)
+                    p.epoch = m.max_passes
                 checkpoint()
             bar.close()
             log.info("round %d: %d new pairs (quota %d), %d pairs in all, precision %.3f", p.round,

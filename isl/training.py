@@ -39,7 +39,7 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
-    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari")}
+    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")}
 
 
 def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
@@ -47,7 +47,7 @@ def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
     e = cfg.eval
     return evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
                                kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                               cluster_on=e.cluster_on)
+                               cluster_on=e.cluster_on, linear_probe=e.linear_probe)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

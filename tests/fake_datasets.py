@@ -11,6 +11,9 @@ Formats (as the data sets' own pages describe them):
   (10 lines of 0-based train indices).
 - SVHN cropped digits: `<split>_32x32.mat` with X (32 x 32 x 3 x N uint8) and y (N x 1, label 10 = digit 0);
   build_dataset reads them from `<root>/svhn/`.
+- Fashion-MNIST IDX (as MNIST's page describes it): big-endian int32 magic 0x00000803 then N, 28, 28 and N x 28
+  x 28 uint8 pixels (`{train,t10k}-images-idx3-ubyte`); magic 0x00000801 then N and N uint8 labels
+  (`{train,t10k}-labels-idx1-ubyte`); upstream ships them gzipped.
 
 Each writer returns what the reader should give back: images as N x H x W x 3 uint8 (= np.asarray of the
 PIL image an item carries) and labels as the loader reports them (0-based; -1 for unlabeled).
@@ -135,3 +138,28 @@ def write_all_fake(root: str | Path) -> dict[str, dict[str, FakeSplit]]:
     """Every fake data set under one root, keyed like isl.data.DATASETS (cifar100 serves cifar100_20 too)."""
     return {"cifar10": write_fake_cifar10(root), "cifar100": write_fake_cifar100(root),
             "stl10": write_fake_stl10(root), "svhn": write_fake_svhn(root)}
+
+
+def write_fake_idx(folder: str | Path, n_train: int = 12, n_test: int = 5, seed: int = 0, gzipped: bool = False,
+                   size: int = 28) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write the four Fashion-MNIST IDX files into folder (gzipped: `<name>.gz`, as the Debian package ships
+    them). Returns {"train": (images N x size x size uint8, labels N), "test": ...}."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        blobs = {f"{prefix}-images-idx3-ubyte": np.array([0x803, n, size, size], ">i4").tobytes() + images.tobytes(),
+                 f"{prefix}-labels-idx1-ubyte": np.array([0x801, n], ">i4").tobytes() + labels.tobytes()}
+        for name, blob in blobs.items():
+            if gzipped:
+                with gzip.open(folder / f"{name}.gz", "wb") as f:
+                    f.write(blob)
+            else:
+                (folder / name).write_bytes(blob)
+        out[split] = (images, labels.astype(np.int64))
+    return out

@@ -1,6 +1,8 @@
 """Augmentation presets, the batched digits augmentation and the two-view wrapper."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import pickle
 
@@ -11,7 +13,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from isl.data import DATASETS, DIGIT_PRESETS, MultiView, augment_digits_batch, build_dataset, build_transform
+from isl.data import (DATASETS, DIGIT_PRESETS, TENSOR_PRESETS, MultiView, augment_digits_batch, augment_tensor_batch,
+                      build_dataset, build_transform)
 from isl.data.transforms import DigitAugmentParams, affine_digits
 
 IDENTITY = DigitAugmentParams(0.0, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), 0.0, 0.0)
@@ -101,12 +104,12 @@ def test_batch_augmentation_bad_input():
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_every_transform_shape(name):
     info = DATASETS[name]
-    if name == "digits":
-        image = torch.rand(1, 8, 8)
+    if info.in_memory:
+        image = torch.rand(1, info.image_size, info.image_size)
     else:
         image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (info.image_size, info.image_size, 3),
                                                                    dtype=np.uint8))
-    presets = ["none"] + (list(DIGIT_PRESETS) if name == "digits" else ["default"])
+    presets = ["none"] + (list(TENSOR_PRESETS[name]) if info.in_memory else ["default"])
     for train in (True, False):
         for preset in presets:
             out = build_transform(name, train, preset)(image)
@@ -141,3 +144,30 @@ def test_multiview_through_dataloader():
     assert not torch.equal(images[:, 0], images[:, 1])
     with pytest.raises(ValueError, match="n_views"):
         MultiView(build_transform("digits", True), n_views=0)
+
+
+def test_fashion_augmentation_flips_and_keeps_range():
+    """Fashion presets: a horizontal flip with probability 1/2, shifts that scale with the image side, [0, 1]."""
+    from isl.data.transforms import FASHION_PRESETS, augment_batch
+
+    x = torch.zeros(400, 1, 16, 16)
+    x[:, :, :, :4] = 1.0                                                   # a bright band on the left
+    flip_only = dataclasses.replace(IDENTITY, hflip=0.5)
+    out = augment_batch(x, flip_only, torch.Generator().manual_seed(0))
+    flipped = out[:, 0, 0, -1] > 0.5                                       # the band moved to the right
+    assert 0.4 < flipped.float().mean() < 0.6
+    torch.testing.assert_close(out[flipped], x[flipped].flip(-1))
+    torch.testing.assert_close(out[~flipped], x[~flipped])
+    for preset in FASHION_PRESETS:
+        y = augment_tensor_batch(torch.rand(8, 1, 16, 16), "fashion_mnist", preset, normalize=False)
+        assert y.shape == (8, 1, 16, 16) and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_digits_stream_unchanged_by_the_flip_option():
+    """Presets without a flip draw exactly what the digits augmentation drew before flips existed."""
+    from isl.data.transforms import augment_batch
+
+    x = torch.rand(16, 1, 8, 8)
+    a = augment_digits_batch(x, torch.Generator().manual_seed(3), normalize=False)
+    b = augment_batch(x, DIGIT_PRESETS["default"], torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)

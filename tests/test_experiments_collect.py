@@ -78,7 +78,7 @@ def test_aggregate_groups_by_method_over_seeds(tmp_path):
     isl, triplet = scores["isl"], scores["triplet"]
     assert f"| isl | digits | 3 | {statistics.mean(isl):.3f} ± {statistics.stdev(isl):.3f} |" in table
     assert f"| triplet | digits | 1 | **{triplet[0]:.3f}** |" in table  # best kNN is bold, one seed: no ±
-    assert "| – |" in table and table.startswith("| method | experiment | n | kNN acc | NMI |")
+    assert "| – |" in table and table.startswith("| method | experiment | n | kNN acc | linear probe | NMI |")
     path = write_csv(tmp_path / "t.csv", groups, ["method", "n", "seeds", "knn_acc_mean", "knn_acc_std"])
     read = list(csv.DictReader(open(path)))
     assert read[2] == {"method": "triplet", "n": "1", "seeds": "[0]", "knn_acc_mean": "0.97", "knn_acc_std": ""}

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(cfg.output_root) / cfg.experiment / f"{args.features}_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
-    print(json.dumps({k: results[k] for k in ("knn_acc", "nmi", "acc", "ari")}, indent=None))
+    print(json.dumps({k: results[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")}, indent=None))
     print(f"written to {out}")
     return results
 

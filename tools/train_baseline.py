@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = run_baseline(cfg, run, resume=ckpt)
     finally:
         run.close()
-    print(json.dumps({k: results[k] for k in ("loss", "knn_acc", "nmi", "acc", "ari", "wall_time_s")}))
+    print(json.dumps({k: results[k] for k in ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")}))
     print(f"run directory: {run.path}")
     return results
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         run.close()
     print(json.dumps({k: None if isinstance(results[k], float) and results[k] != results[k] else results[k]
-                      for k in ("knn_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
+                      for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
                                                "wall_time_s")}))
     print(f"run directory: {run.path}")
     return results

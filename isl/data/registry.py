@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
+from isl.data import fashion_mnist
 from isl.data.digits import DigitsDataset
 from isl.data.vision import CIFAR10Indexed, CIFAR100Indexed, STL10Indexed, SVHNIndexed
 
@@ -42,11 +43,16 @@ class DatasetInfo:
     splits: tuple[str, ...]          # every split build_dataset accepts
     folder: str                      # folder under the data root ("" for the bundled digits)
     url: str                         # where the files come from
+    in_memory: bool = False          # items are float tensors 1 x S x S in [0, 1], augmented a batch at once
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 10, 8, 1, (0.3053,), (0.3760,), "train", "test", "train",
-                          ("train", "test", "all"), "", "bundled with scikit-learn (load_digits)"),
+                          ("train", "test", "all"), "", "bundled with scikit-learn (load_digits)", in_memory=True),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 28, 1, (0.2860,), (0.3530,), "train", "test", "train",
+                                 ("train", "test"), fashion_mnist.FOLDER,
+                                 "Debian package dataset-fashion-mnist, or torchvision's FashionMNIST mirrors",
+                                 in_memory=True),
     "cifar10": DatasetInfo("cifar10", 10, 32, 3, CIFAR_MEAN, CIFAR_STD, "train", "test", "train",
                            ("train", "test"), CIFAR10Indexed.base_folder, CIFAR10Indexed.url),
     "cifar100": DatasetInfo("cifar100", 100, 32, 3, CIFAR_MEAN, CIFAR_STD, "train", "test", "train",
@@ -82,7 +88,7 @@ def resolve_data_root(root: str | Path | None) -> Path:
 
 def build_dataset(name: str, split: str, root: str | Path | None = None, transform: Callable | None = None,
                   download: bool = False, *, test_fraction: float = 0.2, split_seed: int = 0,
-                  verify_checksums: bool = True) -> Dataset:
+                  verify_checksums: bool = True, image_size: int = 0) -> Dataset:
     """Build a data set whose items are (image, target, index).
 
     Args:
@@ -92,6 +98,8 @@ def build_dataset(name: str, split: str, root: str | Path | None = None, transfo
         download: let torchvision download missing files (digits need none).
         test_fraction, split_seed: the stratified digits split.
         verify_checksums: keep torchvision's md5 check (False: only check that the files exist).
+        image_size: in-memory data sets other than digits only: resize every image to this side once at
+            load (0 = native size).
     Raises:
         DatasetNotFoundError: files missing and download is False; the message says where and how to get them.
     """
@@ -101,6 +109,10 @@ def build_dataset(name: str, split: str, root: str | Path | None = None, transfo
     if name == "digits":
         return DigitsDataset(split, transform, test_fraction=test_fraction, split_seed=split_seed)
     data_root = resolve_data_root(root)
+    if name == "fashion_mnist":
+        return fashion_mnist.FashionMNISTIndexed(data_root, train=split == "train", transform=transform,
+                                                 download=download, verify_checksums=verify_checksums,
+                                                 image_size=image_size, name=name)
     common = dict(transform=transform, download=download, verify_checksums=verify_checksums, name=name)
     if name == "cifar10":
         return CIFAR10Indexed(data_root, train=split == "train", **common)

@@ -4,14 +4,16 @@ Sources: the instance-discrimination recipe of the reference ISL code (github Zi
 Wu et al. 2018): RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.4), RandomGrayscale(0.2),
 no horizontal flip, ToTensor, Normalize. The digits recipe is ours (8 x 8 images): a small random affine
 (rotation, sub-pixel translation, scale, optional shear) with bilinear resampling, then a contrast /
-brightness jitter and Gaussian pixel noise; never a flip (digits are not flip-invariant).
+brightness jitter and Gaussian pixel noise; never a flip (digits are not flip-invariant). Fashion-MNIST uses
+the same family with a larger zoom and shift and a horizontal flip (FASHION_PRESETS).
 
-Inputs: torchvision data sets give PIL images; digits give a float tensor 1 x 8 x 8 in [0, 1]
-(isl.data.digits). Every transform returns a normalised float tensor C x H x W.
+Inputs: torchvision data sets give PIL images; the in-memory data sets (digits, Fashion-MNIST) give a float
+tensor 1 x S x S in [0, 1] (isl.data.digits, isl.data.fashion_mnist). Every transform returns a normalised
+float tensor C x H x W.
 
-The digits augmentation has one implementation, `augment_digits_batch` (affine_grid / grid_sample over
-a whole batch, one torch.Generator); the per-sample transform `DigitsAugment` calls it on a batch of
-one, so the per-sample and the batched paths draw from the same distribution.
+The in-memory augmentation has one implementation, `augment_batch` (affine_grid / grid_sample over a whole
+batch, one torch.Generator); the per-sample transform `TensorAugment` calls it on a batch of one, so the
+per-sample and the batched paths draw from the same distribution.
 """
 from __future__ import annotations
 
@@ -26,23 +28,38 @@ from isl.data.registry import dataset_info
 
 
 @dataclass(frozen=True)
-class DigitAugmentParams:
-    """Ranges of the digits augmentation; every parameter is drawn uniformly and independently per image."""
+class AugmentParams:
+    """Ranges of the batched augmentation of in-memory grayscale images (digits, Fashion-MNIST); every
+    parameter is drawn uniformly and independently per image."""
 
     degrees: float                  # rotation in [-degrees, degrees]
-    translate_px: float             # shift of x and y in [-translate_px, translate_px] pixels
-    scale: tuple[float, float]      # isotropic zoom factor range
+    translate_px: float             # shift of x and y in [-translate_px, translate_px] pixels of a ref_size image
+    scale: tuple[float, float]      # isotropic zoom factor range (> 1 zooms in)
     shear: float                    # x-shear angle in [-shear, shear] degrees
     contrast: tuple[float, float]   # intensity multiplier range
     brightness: float               # intensity offset in [-brightness, brightness]
     noise_std: float                # std of additive Gaussian pixel noise (images in [0, 1])
+    hflip: float = 0.0              # probability of a horizontal flip (never for digits)
+    ref_size: int = 8               # image side translate_px refers to (shifts scale with the actual side)
 
 
-DIGIT_PRESETS: dict[str, DigitAugmentParams] = {
-    "weak": DigitAugmentParams(5.0, 0.5, (0.95, 1.05), 0.0, (0.9, 1.1), 0.0, 0.02),
-    "default": DigitAugmentParams(10.0, 1.0, (0.9, 1.1), 0.0, (0.8, 1.2), 0.05, 0.05),
-    "strong": DigitAugmentParams(15.0, 1.5, (0.8, 1.2), 10.0, (0.6, 1.4), 0.1, 0.1),
+DigitAugmentParams = AugmentParams  # the name under which the digits presets were introduced
+
+DIGIT_PRESETS: dict[str, AugmentParams] = {
+    "weak": AugmentParams(5.0, 0.5, (0.95, 1.05), 0.0, (0.9, 1.1), 0.0, 0.02),
+    "default": AugmentParams(10.0, 1.0, (0.9, 1.1), 0.0, (0.8, 1.2), 0.05, 0.05),
+    "strong": AugmentParams(15.0, 1.5, (0.8, 1.2), 10.0, (0.6, 1.4), 0.1, 0.1),
 }
+# Fashion-MNIST (28 x 28 garments, centred on black): a crop-like zoom and shift, a horizontal flip (garments
+# are left-right symmetric classes), contrast / brightness jitter; no colour (grayscale). Chosen a priori
+# from the instance-discrimination recipe (crop + photometric jitter), not tuned on test labels.
+FASHION_PRESETS: dict[str, AugmentParams] = {
+    "weak": AugmentParams(5.0, 2.0, (0.95, 1.2), 0.0, (0.8, 1.2), 0.05, 0.02, 0.5, 28),
+    "default": AugmentParams(10.0, 3.0, (0.9, 1.5), 5.0, (0.6, 1.4), 0.1, 0.03, 0.5, 28),
+    "strong": AugmentParams(15.0, 4.0, (0.8, 1.8), 10.0, (0.5, 1.5), 0.2, 0.05, 0.5, 28),
+}
+# data sets held in memory as float tensors 1 x S x S in [0, 1]: augmented a whole batch at once
+TENSOR_PRESETS: dict[str, dict[str, AugmentParams]] = {"digits": DIGIT_PRESETS, "fashion_mnist": FASHION_PRESETS}
 PIL_PRESETS = ("none", "default")
 
 
@@ -70,8 +87,44 @@ def affine_digits(x: torch.Tensor, angle_deg: torch.Tensor, translate_px: torch.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def augment_batch(x: torch.Tensor, params: AugmentParams, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random affine + optional flip + intensity jitter + noise for a batch of grayscale images, vectorised.
+
+    x: B x C x S x S in [0, 1]. generator: drives every draw (None -> torch's default generator); it may live
+    on another device than x. Returns B x C x S x S clamped to [0, 1] (not normalised).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"augment_batch expects B x C x H x W, got shape {tuple(x.shape)}")
+    b = x.shape[0]
+    rng_device = generator.device if generator is not None else x.device
+    u = torch.rand(b, 7, generator=generator, device=rng_device).to(x.device, x.dtype)    # B x 7
+    noise = torch.randn(x.shape, generator=generator, device=rng_device).to(x.device, x.dtype)
+    sym = 2.0 * u - 1.0                                                                    # B x 7 in [-1, 1]
+    angle = sym[:, 0] * params.degrees
+    translate = sym[:, 1:3] * (params.translate_px * x.shape[-1] / params.ref_size)        # B x 2 pixels
+    scale = params.scale[0] + (params.scale[1] - params.scale[0]) * u[:, 3]
+    shear = sym[:, 4] * params.shear
+    out = affine_digits(x, angle, translate, scale, shear)                                 # B x C x S x S
+    if params.hflip > 0:  # drawn after the others, so presets without a flip keep their random stream
+        flip = torch.rand(b, generator=generator, device=rng_device).to(x.device) < params.hflip  # B
+        out = torch.where(flip.view(b, 1, 1, 1), out.flip(-1), out)
+    contrast = params.contrast[0] + (params.contrast[1] - params.contrast[0]) * u[:, 5]
+    offset = sym[:, 6] * params.brightness
+    out = out * contrast.view(b, 1, 1, 1) + offset.view(b, 1, 1, 1) + params.noise_std * noise
+    return out.clamp(0.0, 1.0)
+
+
+def augment_tensor_batch(x: torch.Tensor, dataset: str, preset: str | AugmentParams = "default",
+                         generator: torch.Generator | None = None, normalize: bool = True) -> torch.Tensor:
+    """The train augmentation of an in-memory data set (TENSOR_PRESETS) on a whole batch B x C x S x S in [0, 1],
+    normalised with the data set's mean / std when `normalize` (as build_transform's train transform)."""
+    params = TENSOR_PRESETS[dataset][_check_preset(dataset, preset)] if isinstance(preset, str) else preset
+    out = augment_batch(x, params, generator)
+    return _normalize(out, dataset) if normalize else out
+
+
 def augment_digits_batch(x: torch.Tensor, generator: torch.Generator | None = None,
-                         preset: str | DigitAugmentParams = "default", normalize: bool = True) -> torch.Tensor:
+                         preset: str | AugmentParams = "default", normalize: bool = True) -> torch.Tensor:
     """Random affine + intensity jitter + noise for a batch of digits, vectorised.
 
     x: B x 1 x 8 x 8 in [0, 1] (digits items built with transform=None). generator: drives every draw
@@ -79,57 +132,43 @@ def augment_digits_batch(x: torch.Tensor, generator: torch.Generator | None = No
     Returns B x 1 x 8 x 8, normalised with the digits mean / std when `normalize` (as build_transform's
     train transform), else clamped to [0, 1].
     """
-    params = DIGIT_PRESETS[_check_preset("digits", preset)] if isinstance(preset, str) else preset
-    if x.dim() != 4:
-        raise ValueError(f"augment_digits_batch expects B x C x H x W, got shape {tuple(x.shape)}")
-    b = x.shape[0]
-    rng_device = generator.device if generator is not None else x.device
-    u = torch.rand(b, 7, generator=generator, device=rng_device).to(x.device, x.dtype)    # B x 7
-    noise = torch.randn(x.shape, generator=generator, device=rng_device).to(x.device, x.dtype)
-    sym = 2.0 * u - 1.0                                                                    # B x 7 in [-1, 1]
-    angle = sym[:, 0] * params.degrees
-    translate = sym[:, 1:3] * params.translate_px                                          # B x 2
-    scale = params.scale[0] + (params.scale[1] - params.scale[0]) * u[:, 3]
-    shear = sym[:, 4] * params.shear
-    out = affine_digits(x, angle, translate, scale, shear)                                 # B x 1 x 8 x 8
-    contrast = params.contrast[0] + (params.contrast[1] - params.contrast[0]) * u[:, 5]
-    offset = sym[:, 6] * params.brightness
-    out = out * contrast.view(b, 1, 1, 1) + offset.view(b, 1, 1, 1) + params.noise_std * noise
-    out = out.clamp(0.0, 1.0)
-    return _normalize_digits(out) if normalize else out
+    return augment_tensor_batch(x, "digits", preset, generator, normalize)
 
 
-def _normalize_digits(x: torch.Tensor) -> torch.Tensor:
-    info = dataset_info("digits")
+def _normalize(x: torch.Tensor, dataset: str) -> torch.Tensor:
+    info = dataset_info(dataset)
     return (x - info.mean[0]) / info.std[0]
 
 
-class DigitsAugment:
-    """Per-sample digits train transform: 1 x 8 x 8 in [0, 1] -> normalised 1 x 8 x 8 (torch's default RNG,
-    which DataLoader seeds per worker)."""
+class TensorAugment:
+    """Per-sample train transform of an in-memory data set: 1 x S x S in [0, 1] -> normalised 1 x S x S
+    (torch's default RNG, which DataLoader seeds per worker); the batched path draws from the same law."""
 
-    def __init__(self, preset: str = "default") -> None:
-        self.preset = _check_preset("digits", preset)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return augment_digits_batch(image.unsqueeze(0), None, self.preset)[0]
-
-    def __repr__(self) -> str:
-        return f"DigitsAugment(preset={self.preset!r}, {DIGIT_PRESETS[self.preset]})"
-
-
-class DigitsNormalize:
-    """Digits test transform: 1 x 8 x 8 in [0, 1] -> (x - mean) / std."""
+    def __init__(self, dataset: str, preset: str = "default") -> None:
+        self.dataset, self.preset = dataset, _check_preset(dataset, preset)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return _normalize_digits(image)
+        return augment_tensor_batch(image.unsqueeze(0), self.dataset, self.preset)[0]
 
     def __repr__(self) -> str:
-        return "DigitsNormalize()"
+        return f"TensorAugment({self.dataset!r}, preset={self.preset!r}, {TENSOR_PRESETS[self.dataset][self.preset]})"
+
+
+class TensorNormalize:
+    """Test transform of an in-memory data set: 1 x S x S in [0, 1] -> (x - mean) / std."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return _normalize(image, self.dataset)
+
+    def __repr__(self) -> str:
+        return f"TensorNormalize({self.dataset!r})"
 
 
 def _check_preset(dataset: str, preset: str) -> str:
-    choices = ("none",) + tuple(DIGIT_PRESETS) if dataset == "digits" else PIL_PRESETS
+    choices = ("none",) + tuple(TENSOR_PRESETS[dataset]) if dataset in TENSOR_PRESETS else PIL_PRESETS
     if preset not in choices:
         raise ValueError(f"unknown augmentation preset {preset!r} for {dataset}; choose one of {list(choices)}")
     return preset
@@ -140,14 +179,14 @@ def build_transform(dataset: str, train: bool, preset: str = "default") -> Calla
 
     train=False, or preset="none": test transform (ToTensor + Normalize; digits: Normalize).
     train=True: CIFAR-10/100(-20), SVHN: RandomResizedCrop(32, scale 0.2-1) + ColorJitter(0.4 x 4) +
-    RandomGrayscale(0.2), no flip; STL-10 the same at 96 px; digits: DIGIT_PRESETS[preset]
-    ("weak" | "default" | "strong").
+    RandomGrayscale(0.2), no flip; STL-10 the same at 96 px; digits / fashion_mnist: TENSOR_PRESETS[dataset]
+    [preset] ("weak" | "default" | "strong").
     """
     info = dataset_info(dataset)
-    preset = _check_preset("digits" if dataset == "digits" else dataset, preset)
+    preset = _check_preset(dataset, preset)
     test_mode = not train or preset == "none"
-    if dataset == "digits":
-        return DigitsNormalize() if test_mode else DigitsAugment(preset)
+    if dataset in TENSOR_PRESETS:
+        return TensorNormalize(dataset) if test_mode else TensorAugment(dataset, preset)
     normalize = [T.ToTensor(), T.Normalize(info.mean, info.std)]
     if test_mode:
         return T.Compose(normalize)

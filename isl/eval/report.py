@@ -1,11 +1,12 @@
-"""The shared evaluation of an embedding: weighted kNN accuracy (Wu et al. 2018) and k-means NMI / ACC / ARI,
-assembled into one plain dict and written as JSON.
+"""The shared evaluation of an embedding: weighted kNN accuracy (Wu et al. 2018), k-means NMI / ACC / ARI and
+a linear probe (isl.eval.linear), assembled into one plain dict and written as JSON.
 
 Protocol (instance discrimination's kNN, the "whole" clustering protocol by default): kNN bank =
 labelled train features, queries = labelled test features, k = 200, tau = 0.1. k-means with K = number of
 distinct classes among the clustered points, on "all" (train + test, as CC / ProPos), "test" or "train";
 `cluster_on` is recorded in the result. Points whose label is negative (STL-10's unlabeled split carries
--1) have no class: they are left out of the kNN bank, the kNN queries and the clustering.
+-1) have no class: they are left out of the kNN bank, the kNN queries and the clustering. The linear probe is
+trained on the labelled kNN-bank features and scored on the queries (top-1).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from isl.eval.clustering import cluster_metrics, kmeans
 from isl.eval.knn import weighted_knn_accuracy
+from isl.eval.linear import linear_probe as fit_linear_probe
 
 CLUSTER_ON = ("all", "test", "train")
 BACKENDS = ("auto", "faiss", "torch", "sklearn")
@@ -48,13 +50,14 @@ def _labelled(features, labels, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def evaluate_embeddings(train_features, train_labels, test_features, test_labels, *, k: int = 200,
                         temperature: float = 0.1, kmeans_restarts: int = 10, seed: int = 0,
-                        backend: str = "auto", cluster_on: str = "all") -> dict:
+                        backend: str = "auto", cluster_on: str = "all", linear_probe: bool = True) -> dict:
     """kNN accuracy and k-means NMI / ACC / ARI of an embedding, plus the settings that produced them.
 
     train_features: N x d, train_labels: N (negative = unlabelled), test_features: M x d, test_labels: M.
     backend: "auto" | "faiss" | "torch" | "sklearn" ("torch" and "sklearn" both mean: no faiss, i.e. torch
-    kNN and scikit-learn k-means). Returns {knn_acc, nmi, acc, ari, knn_k, knn_temperature, cluster_on,
-    n_clusters, kmeans_restarts, ...} with plain Python values, ready for JSON.
+    kNN and scikit-learn k-means). linear_probe: also fit the linear probe (linear_acc; NaN when off).
+    Returns {knn_acc, nmi, acc, ari, linear_acc, knn_k, knn_temperature, cluster_on, n_clusters,
+    kmeans_restarts, ...} with plain Python values, ready for JSON.
     """
     if cluster_on not in CLUSTER_ON:
         raise ValueError(f"cluster_on={cluster_on!r}; choose one of {CLUSTER_ON}")
@@ -74,8 +77,12 @@ def evaluate_embeddings(train_features, train_labels, test_features, test_labels
     n_clusters = int(np.unique(y_clu).size)
     y_pred = kmeans(x_clu, n_clusters, restarts=kmeans_restarts, seed=seed, backend=kmeans_backend)  # P
     scores = cluster_metrics(y_clu, y_pred)
+    probe = {"linear_acc": float("nan")}
+    if linear_probe:
+        probe = fit_linear_probe(x_train.float(), y_train, x_test.float(), y_test, num_classes=num_classes,
+                                 seed=seed)
     return {
-        "knn_acc": knn_acc, "nmi": scores["nmi"], "acc": scores["acc"], "ari": scores["ari"],
+        "knn_acc": knn_acc, "nmi": scores["nmi"], "acc": scores["acc"], "ari": scores["ari"], **probe,
         "knn_k": int(min(k, x_train.shape[0])), "knn_temperature": float(temperature),
         "knn_bank_size": int(x_train.shape[0]), "knn_queries": int(x_test.shape[0]),
         "cluster_on": cluster_on, "n_clusters": n_clusters, "n_clustered": int(y_clu.size),

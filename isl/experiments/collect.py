@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-METRICS = ("knn_acc", "nmi", "acc", "ari", "pair_precision", "wall_time_s")
+METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "wall_time_s")
 PLOT_METRICS = ("knn_acc", "nmi", "acc", "pair_precision")
-METRIC_TITLES = {"knn_acc": "kNN acc", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
+METRIC_TITLES = {"knn_acc": "kNN acc", "linear_acc": "linear probe", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
                  "wall_time_s": "wall time (s)", "pairs": "pairs"}
-HIGHER_IS_BETTER = ("knn_acc", "nmi", "acc", "ari", "pair_precision")
+HIGHER_IS_BETTER = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
