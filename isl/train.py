@@ -28,10 +28,10 @@ from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
 from .objective import ISLLoss
 from .positives import PositiveSets
-from .rundir import RunDir
+from .rundir import RunDir, read_metrics
 from .stages import (gan_heldout, mining_pass, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
-from .training import check_same_config, evaluate_model, learning_rate
+from .training import check_same_config, evaluate_model, learning_rate, peak_memory_mb
 
 log = logging.getLogger("isl")
 
@@ -247,7 +247,10 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
     if not last_eval:
         last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
     p.elapsed = elapsed0 + time.perf_counter() - started
+    passes = [r["sec_per_pass"] for r in read_metrics(run.path) if r.get("stage") == "mining"]
     results = {**last_eval, "method": {"gan": "isl", "knn": "knn_mining", "none": "npid"}[m.strategy],
+               "mining_sec_per_pass": sum(passes) / len(passes) if passes else None,
+               "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
                "experiment": cfg.experiment, "dataset": cfg.data.name, "seed": cfg.seed,
                "pairs": s.positives.num_pairs(), "pair_precision": pair_precision(s.positives, s.labels),
                "epochs": p.global_epoch, "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on}

@@ -4,6 +4,8 @@ the learning-rate schedule, the evaluation of a model, the resume-compatibility 
 from __future__ import annotations
 
 import math
+import resource
+import time
 
 import torch
 
@@ -36,10 +38,17 @@ def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
 @torch.no_grad()
 def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.device) -> dict[str, float]:
     """The shared evaluation (isl.eval) on freshly extracted test-transform features (never a memory bank)."""
+    start = time.perf_counter()
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
-    return {k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")}
+    return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
+            "eval_time_s": round(time.perf_counter() - start, 2)}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
