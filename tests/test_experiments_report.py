@@ -135,3 +135,20 @@ def test_nothing_to_report_is_an_error(tmp_path):
     empty.mkdir()
     with pytest.raises(SystemExit, match="no finished runs"):
         _report().main([str(empty), "--out", str(tmp_path / "rep")])
+
+
+def test_published_rows_are_marked_and_sourced(runs, tmp_path):
+    pub = tmp_path / "pub.yaml"
+    pub.write_text(yaml.safe_dump({"dataset": "digits_comparison", "rows": [
+        {"method": "N2D", "acc": 0.672, "nmi": 0.684, "source": "McConville et al."}]}))
+    out = tmp_path / "r.md"
+    res = _report().main([str(runs), "--published", str(pub), "--out", str(out)])
+    assert res["rows"] == 7
+    md = out.read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| N2D (published)"))
+    assert "0.684" in row and "0.672" in row
+    assert "- N2D (published): McConville et al." in md
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"rows": [{"method": "x", "nmi": 0.5}]}))
+    with pytest.raises(ValueError, match="source"):
+        _report().main(["--published", str(bad), "--out", str(tmp_path / "b.md")])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from isl.experiments.collect import collect, write_csv  # noqa: E402
+from isl.experiments.collect import collect, load_published, write_csv  # noqa: E402
 from isl.experiments.summary import write_summary  # noqa: E402
 
 DEFAULT_GROUP_BY = ("method", "experiment")
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated result or dotted config keys (default: method,experiment + swept keys)")
     p.add_argument("--raw-pixels", action="append", default=[], metavar="CFG",
                    help="add a row evaluating raw pixels of this experiment's data (tools/evaluate.py --features raw)")
+    p.add_argument("--published", action="append", default=[], metavar="YAML",
+                   help="add rows of published numbers (e.g. docs/results/published/fashion_mnist.yaml), "
+                        "marked as published, with their sources under the table")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -109,6 +112,12 @@ def _md_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def published_section(rows: list[dict]) -> str:
+    """Sources of the published rows (not measured here)."""
+    lines = [f"- {r['method']}: {r['source']}" for r in rows]
+    return "Rows marked (published) are copied from the papers, not measured here:\n\n" + "\n".join(lines) + "\n"
+
+
 def curves_section(run_dir: str, assets: Path, md_dir: Path) -> str:
     from isl.experiments import plots
     from isl.experiments.collect import round_table
@@ -161,7 +170,7 @@ def confusion_section(ckpt: str, assets: Path, md_dir: Path, args) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    if not (args.paths or args.raw_pixels or args.curves or args.tsne or args.confusion):
+    if not (args.paths or args.raw_pixels or args.published or args.curves or args.tsne or args.confusion):
         raise SystemExit("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
     assets, md_path = output_paths(args.out)
     assets.mkdir(parents=True, exist_ok=True)
@@ -170,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no finished runs under {', '.join(args.paths)}: no results.json was found below them "
                          f"(runs still training, or the wrong folder?)")
     rows += [raw_pixel_row(cfg, assets, args.data_root) for cfg in args.raw_pixels]
+    published = [row for path in args.published for row in load_published(path)]
+    rows += published
     if args.group_by:
         by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     else:
@@ -184,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(f"# {args.title}\n")
-    sections = [curves_section(r, assets, md_path.parent) for r in args.curves]
+    sections = [published_section(published)] if published else []
+    sections += [curves_section(r, assets, md_path.parent) for r in args.curves]
     sections += [tsne_section(c, assets, md_path.parent, args) for c in args.tsne]
     sections += [confusion_section(c, assets, md_path.parent, args) for c in args.confusion]
     if sections:

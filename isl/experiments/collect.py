@@ -198,3 +198,22 @@ def round_table(records: Sequence[dict]) -> list[dict[str, Any]]:
             if rec.get("knn_acc") is not None:
                 r["knn_acc"], r["nmi"] = rec["knn_acc"], rec.get("nmi")
     return [rounds[k] for k in sorted(rounds)]
+
+
+def load_published(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of published numbers from a yaml file {dataset, rows: [{method, source, <metric>: value}]}.
+
+    Each row's method reads "<method> (published)" and its experiment is the data set, so the rows sit beside
+    measured ones in a report without being mistaken for them; `source` is kept for the footnote.
+    """
+    with open(path) as fh:
+        spec = yaml.safe_load(fh) or {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("rows"), list):
+        raise ValueError(f"{path}: expected a mapping with `dataset` and a list `rows`")
+    rows = []
+    for entry in spec["rows"]:
+        if "method" not in entry or "source" not in entry:
+            raise ValueError(f"{path}: every row needs `method` and `source`, got {entry}")
+        rows.append({**entry, "method": f"{entry['method']} (published)",
+                     "experiment": spec.get("dataset", Path(path).stem), "seed": None, "published": True})
+    return rows
