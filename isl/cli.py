@@ -24,7 +24,7 @@ def run_cli(main: Callable[[], object]) -> None:
 def add_run_arguments(parser, default_cfg: str) -> None:
     """The options every training tool shares: --cfg, --set, --resume, --data-root, --output-root."""
     parser.add_argument("--cfg", default=default_cfg, help="experiment yaml: a path or a name in configs/")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. isl.gan.alpha=2.0 seed=1")
     parser.add_argument("--resume", default=None, metavar="auto|PATH",
                         help="auto = the newest run of this experiment; PATH = a checkpoint or run directory")

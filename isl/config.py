@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,9 @@ def _closest(key: str, choices) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Check `value` against the annotation `typ`; ints are accepted for floats."""
     origin = typing.get_origin(typ)
@@ -185,6 +189,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return dict(value)
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # yaml 1.1 reads 3e-2 (no dot) as a string
     if typ is bool and not isinstance(value, bool):
         raise ConfigError(f"{where} must be true or false, got {value!r}")
     if typ in (int, float, str) and (not isinstance(value, typ) or isinstance(value, bool) and typ is not bool):
@@ -237,16 +243,52 @@ def resolve_config_path(name: str | Path) -> Path:
                       f"available: {', '.join(available)}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, except that a key repeated in one mapping is an error (yaml keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one section; "
+                                  "keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict:
+    """An experiment file as a mapping; empty, binary, malformed or duplicate-key files are one-line errors."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); give a yaml experiment file") from None
+    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
+        raise ConfigError(f"{path} is empty: an experiment file holds at least `experiment: <name>` and what "
+                          "differs from the defaults (see configs/digits.yaml)")
+    try:
+        content = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        hint = " (yaml indents with spaces, not tabs)" if "\t" in text else ""
+        raise ConfigError(f"{path} is not valid yaml{where}: {problem}{hint}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(content).__name__}")
+    return content
+
+
 def load_config(cfg: str | Path | None = None, overrides: list[str] | None = None,
                 data_root: str | None = None, output_root: str | None = None) -> Config:
     """Defaults <- yaml file <- dotted overrides <- machine paths; validated."""
     config = Config()
     if cfg is not None:
         path = resolve_config_path(cfg)
-        with open(path) as fh:
-            content = yaml.safe_load(fh) or {}
-        if not isinstance(content, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(content).__name__}")
+        content = read_yaml(path)
         try:
             _merge(config, content)
         except ConfigError as err:

@@ -76,3 +76,36 @@ def test_round_trip_through_dict_and_yaml():
     cfg = load_config("stl10.yaml", ["isl.gan.alpha=0.5"])
     assert from_dict(to_dict(cfg)) == cfg
     assert from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"), (b"# nothing but a comment\n", "is empty"),
+    (b"seed: 1\nseed: 2\n", "line 2: key 'seed' appears twice"),
+    (b"isl:\n  gan: {alpha: 1.0}\n  gan: {alpha: 2.0}\n", "key 'gan' appears twice"),
+    (b"data:\n\tname: digits\n", "not tabs"), (b"data: {name: digits\n", "not valid yaml at line 2"),
+    (b"\xff\xfe\x00binary", "not a text file"), (b"- a\n- b\n", "must hold a mapping"),
+])
+def test_bad_yaml_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_exponent_without_dot_is_a_float():
+    cfg = load_config(None, ["optim.lr=3e-2", "isl.gan.lr=1E-3"])
+    assert cfg.optim.lr == 0.03 and cfg.isl.gan.lr == 0.001
+    with pytest.raises(ConfigError, match="optim.lr must be of type float"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_repeated_set_flags_accumulate():
+    import argparse
+
+    from isl.cli import add_run_arguments
+
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, default_cfg="digits.yaml")
+    args = parser.parse_args(["--set", "seed=1", "--set", "isl.lam=0.2", "train.batch_size=64"])
+    assert args.overrides == ["seed=1", "isl.lam=0.2", "train.batch_size=64"]

@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sweep", default=None, help="sweep yaml (configs/ablations/*.yaml); flags below override it")
     p.add_argument("--cfg", default=None, help="base experiment yaml (path or name in configs/)")
-    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
+    p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
                    help="swept dotted keys, e.g. isl.gan.alpha=0.5,1,2 isl.mining.strategy=gan,knn,none")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="fixed dotted overrides of every run (added to the sweep file's)")
     p.add_argument("--tool", default=None,
                    help="train_isl (default) | train_baseline | path/to/script.py | dotted.module")

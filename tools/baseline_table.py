@@ -34,7 +34,7 @@ DEFAULT_SET = ["baseline.epochs=10"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--losses", default="all", help="comma-separated loss names, or all")
-    p.add_argument("--set", dest="overrides", nargs="*", default=None, metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=None, metavar="KEY=VALUE",
                    help=f"overrides for every run (default: {' '.join(DEFAULT_SET)})")
     p.add_argument("--output-root", default=None, help="runs folder (else $ISL_OUTPUT_ROOT or ./runs)")
     p.add_argument("--write", default=None, metavar="MARKDOWN",

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", default=None, help="checkpoint whose encoder features are evaluated")
     p.add_argument("--features", choices=("encoder", "raw"), default="encoder",
                    help="raw = flattened test-transform pixels (no model)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--data-root", default=None, help="data folder (else $ISL_DATA_ROOT or ./data)")
     p.add_argument("--output-root", default=None, help="runs folder (else $ISL_OUTPUT_ROOT or ./runs)")
     p.add_argument("--out", default=None, help="JSON file for the results")
