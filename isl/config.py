@@ -19,7 +19,13 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    """configs/ of the checkout (source and `pip install -e .`), else the copy a wheel installs as isl/configs."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .config import Config, dump_yaml
 
 log = logging.getLogger("isl")
@@ -98,10 +99,11 @@ class RunDir:
             self.tb.add_scalar(tag, value, step)
 
     def write_results(self, results: dict[str, Any]) -> Path:
-        """results.json in the run dir, plus one row appended to runs/<experiment>/results.csv."""
+        """results.json in the run dir (with `isl_version`), plus one row appended to runs/<experiment>/results.csv."""
         from .eval.report import write_json
         results = {k: _jsonable(v) for k, v in results.items()}
         results.setdefault("run_dir", str(self.path))
+        results.setdefault("isl_version", __version__)  # the code that produced these numbers
         out = self.path / "results.json"
         write_json(out, results)
         table = self.path.parent / "results.csv"

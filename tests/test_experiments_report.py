@@ -1,7 +1,7 @@
 """tools/report.py on hand-written fake runs: the comparison table (markdown + CSV, mean ± std over seeds, wall
 time, pair precision), the bar chart, sweep folders grouped by their swept keys, and per-round curves."""
 import csv
-import importlib.util
+import importlib
 import json
 import statistics
 from pathlib import Path
@@ -9,14 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _report():
-    spec = importlib.util.spec_from_file_location("report_tool", ROOT / "tools" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module("isl.tools.report")
     return module
 
 

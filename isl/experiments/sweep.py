@@ -35,8 +35,9 @@ from isl.config import ConfigError, load_config, resolve_config_path
 
 from .collect import short_names
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"train_isl": ROOT / "tools" / "train_isl.py", "train_baseline": ROOT / "tools" / "train_baseline.py"}
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages): put on the runs' PYTHONPATH
+# run as `python -m <module>`, so a sweep works from a checkout and after a plain `pip install .`
+TOOLS: dict[str, str | Path] = {"train_isl": "isl.tools.train_isl", "train_baseline": "isl.tools.train_baseline"}
 RESUMABLE_TOOLS = ("train_isl", "train_baseline")  # tools that accept `--resume auto`
 SWEEP_KEYS = ("cfg", "grid", "seeds", "set", "tool", "out", "name", "workers", "timeout")
 
@@ -147,10 +148,7 @@ def validate(sweep: Sweep, specs: list[RunSpec]) -> None:
 
 def tool_command(tool: str) -> list[str]:
     """The interpreter command that runs a tool: a name in TOOLS, a .py file, or a dotted module (python -m)."""
-    if tool in TOOLS:
-        if not TOOLS[tool].is_file():
-            raise SweepError(f"tool {tool!r} is not available: {TOOLS[tool]} does not exist yet")
-        return [sys.executable, str(TOOLS[tool])]
+    tool = str(TOOLS.get(tool, tool))
     if tool.endswith(".py"):
         if not Path(tool).is_file():
             raise SweepError(f"tool script {tool} not found; give train_isl, train_baseline, a .py path or a module")
