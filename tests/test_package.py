@@ -36,7 +36,7 @@ def test_console_commands_and_wrappers_call_the_same_cli():
         assert f"from {module} import cli" in wrapper.read_text(), wrapper
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_isl.py"), "--help"], capture_output=True,
                           text=True, cwd="/")
-    assert proc.returncode == 0 and "isl-train" in proc.stdout
+    assert proc.returncode == 0 and "isl-train" in proc.stdout and "--no-tensorboard" in proc.stdout
 
 
 def test_version_in_results_and_checkpoints(tmp_path):

@@ -208,10 +208,12 @@ def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None
 
 
 def child_env(workers: int, threads_per_run: int = 0) -> dict[str, str]:
-    """Environment of the runs: the repo on PYTHONPATH, unbuffered logs, and CPU threads split among workers."""
+    """Environment of the runs: the repo on PYTHONPATH, unbuffered logs without progress bars, and CPU threads
+    split among workers."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    env["ISL_PROGRESS"] = "off"  # each run writes to a log file: no carriage-return progress bars in it
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if threads_per_run > 0:                 # asked for explicitly
             env[var] = str(threads_per_run)

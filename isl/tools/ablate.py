@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="passed to every run (else $ISL_DATA_ROOT or ./data)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     p.add_argument("--collect-only", action="store_true", help="only rebuild tables and figures from finished runs")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only failed runs and the final summary (each run's log is in <out>/logs/ anyway)")
     return p
 
 
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.collect_only:
         print(f"sweep: {len(specs)} runs ({len(specs) // len(sweep.seeds)} combinations x {len(sweep.seeds)} seeds), "
               f"{workers} worker(s) -> {sweep.out}")
-        summary = execute(sweep, workers=workers, data_root=args.data_root, timeout=timeout)
+        summary = execute(sweep, workers=workers, data_root=args.data_root, timeout=timeout,
+                          progress=(lambda line: None) if args.quiet else print)
     rows = collect_sweep(sweep)
     out = {"failed": [], **(summary or {}), "finished": len(rows)}
     if rows:

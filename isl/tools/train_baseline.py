@@ -17,7 +17,7 @@ import argparse
 import json
 
 from baselines.trainer import run_baseline
-from isl.cli import add_run_arguments, find_resume, run_cli
+from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli
 from isl.config import load_config
 from isl.rundir import RunDir
 
@@ -25,12 +25,12 @@ from isl.rundir import RunDir
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p, default_cfg="baselines/triplet.yaml")
-    p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    apply_output_arguments(args)
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
     tb = not args.no_tensorboard
     if args.resume:

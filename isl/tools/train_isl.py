@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from isl.cli import add_run_arguments, find_resume, run_cli
+from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli
 from isl.config import load_config
 from isl.rundir import RunDir
 from isl.train import run_isl
@@ -28,12 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    apply_output_arguments(args)
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
+    tb = not args.no_tensorboard
     if args.resume:
         run_dir, ckpt = find_resume(cfg, args.resume)
-        run = RunDir(run_dir)
+        run = RunDir(run_dir, enable_tensorboard=tb)
     else:
-        run, ckpt = RunDir.create(cfg), None
+        run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
     try:
         results = run_isl(cfg, run, resume=ckpt)
     finally:
