@@ -8,8 +8,9 @@ Installed (`pip install -e .`): `isl-report ...`; from a checkout: `python tools
         --tsne runs/digits_isl/<stamp> --confusion runs/digits_isl/<stamp> --out runs/report
 
 Inputs are run directories or any folders above them (sweep folders, runs/): every results.json below them is
-a run. Runs are grouped by method and experiment (plus the swept keys of sweep folders, or --group-by) and
-shown as mean ± std over seeds of kNN accuracy, NMI, ACC, ARI, mined-pair precision and wall time, as markdown,
+a run. Runs are grouped by their full resolved config minus the seed (method, experiment and the config keys
+that differ between runs; keys that do not act on a method, like a baseline's GAN alpha, are left blank), or
+by --group-by, and shown as mean ± std over seeds of kNN accuracy, NMI, ACC, ARI, mined-pair precision and wall time, as markdown,
 CSV and a bar chart. --out DIR writes DIR/report.md; --out FILE.md writes that file and puts the CSV and PNG
 files in FILE/ (docs/results.md -> docs/results/). Options: docs/tools.md.
 """
@@ -21,10 +22,8 @@ import os
 from pathlib import Path
 
 from isl.experiments.collect import collect, write_csv
+from isl.experiments.grouping import default_group_by, pooled_differences, relevant_only
 from isl.experiments.summary import write_summary
-
-DEFAULT_GROUP_BY = ("method", "experiment")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder, or a .md file (default $ISL_OUTPUT_ROOT/report)")
     p.add_argument("--title", default="Comparison", help="heading of the markdown report")
     p.add_argument("--group-by", default=None,
-                   help="comma-separated result or dotted config keys (default: method,experiment + swept keys)")
+                   help="comma-separated result or dotted config keys (default: method, experiment and every "
+                        "config key that differs between runs, seed aside: runs of different configs are never "
+                        "pooled); with this option the report names the keys a group pools over")
     p.add_argument("--raw-pixels", action="append", default=[], metavar="CFG",
                    help="add a row evaluating raw pixels of this experiment's data (tools/evaluate.py --features raw)")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
@@ -78,12 +79,6 @@ def sweep_keys(paths: list[str]) -> list[str]:
         if spec.is_file():
             keys += [k for k in json.loads(spec.read_text()).get("grid", {}) if k not in keys]
     return keys
-
-
-def _determined(rows: list[dict], by: list[str], key: str) -> bool:
-    """True when `key` adds no split to the groups of `by` (e.g. isl.mining.strategy next to method)."""
-    groups = {tuple(str(r.get(k)) for k in by) for r in rows}
-    return len({tuple(str(r.get(k)) for k in (*by, key)) for r in rows}) == len(groups)
 
 
 def raw_pixel_row(cfg: str, out_dir: Path, data_root: str | None) -> dict:
@@ -166,17 +161,26 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no finished runs under {', '.join(args.paths)}: no results.json was found below them "
                          f"(runs still training, or the wrong folder?)")
     rows += [raw_pixel_row(cfg, assets, args.data_root) for cfg in args.raw_pixels]
+    rows = [relevant_only(r) for r in rows]  # a baseline row has no GAN alpha, an NPID row no radius
+    swept = sweep_keys(args.paths)
+    pooled: dict = {}
     if args.group_by:
         by = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    else:
-        by = list(DEFAULT_GROUP_BY)
-        for key in sweep_keys(args.paths):
-            if not _determined(rows, by, key):
-                by.append(key)
+        params = [k for k in by if "." in k]
+        pooled = pooled_differences(rows, by)
+    else:  # the full resolved config minus seed: runs of different schedules are never pooled
+        by = default_group_by(rows, swept)
+        params = [k for k in by if k in swept]  # line plots / heat maps only along a sweep's own keys
+    intro = ""
+    if pooled:
+        notes = [f"`{' '.join(str(v) for v in group)}` pools runs that differ in {', '.join(keys)}"
+                 for group, keys in pooled.items()]
+        intro = "**Pooled configs** (--group-by " + ",".join(by) + "): " + "; ".join(notes) + "."
+        print("warning: " + intro.replace("**", ""))
     written = {"figures": []}
     if rows:
-        written = write_summary(rows, assets, by=by, params=[k for k in by if "." in k], title=args.title,
-                                md_path=md_path, stem="report")
+        written = write_summary(rows, assets, by=by, params=params, title=args.title, md_path=md_path,
+                                stem="report", intro=intro)
     else:
         md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(f"# {args.title}\n")
