@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoint import CheckpointError
-from .config import ConfigError
+from .config import CONFIG_DIR, ConfigError
 from .data import DatasetNotFoundError
 from .progress import disable_progress
 from .rundir import setup_logging
@@ -71,3 +71,25 @@ def find_resume(cfg, resume: str) -> tuple[Path, Path]:
             raise CheckpointError(f"--resume {resume}: no checkpoint at {ckpt}; give a checkpoints/last.pt file, "
                                   "its run directory, or 'auto'")
     return ckpt.parent.parent, ckpt
+
+
+BASELINE_DATA_DIR = CONFIG_DIR / "baselines" / "datasets"
+
+
+def add_data_argument(parser) -> None:
+    """--data NAME: the data-set base file of a baseline config (configs/baselines/datasets/NAME.yaml)."""
+    names = sorted(p.stem for p in BASELINE_DATA_DIR.glob("*.yaml"))
+    parser.add_argument("--data", default=None, metavar="NAME",
+                        help=f"data set of the baseline: {', '.join(names)} (replaces the yaml's _base_: model, "
+                             "batch, kNN k, epochs, experiment name <dataset>_baseline_<loss>; default digits)")
+
+
+def baseline_data_base(name: str | None) -> str | None:
+    """The base file for --data NAME (None: keep the yaml's own _base_)."""
+    if name is None:
+        return None
+    path = BASELINE_DATA_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in BASELINE_DATA_DIR.glob("*.yaml"))
+        raise ConfigError(f"--data {name}: no {path}; choose one of {', '.join(names)}")
+    return str(path)

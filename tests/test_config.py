@@ -76,3 +76,22 @@ def test_round_trip_through_dict_and_yaml():
     cfg = load_config("stl10.yaml", ["isl.gan.alpha=0.5"])
     assert from_dict(to_dict(cfg)) == cfg
     assert from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
+
+
+def test_baseline_configs_follow_their_data_set():
+    """Each loss yaml sits on a data-set base file; --data swaps the base (name, model, kNN k, experiment), and a
+    bare data.name override that would keep digits' model and k is refused."""
+    digits = load_config("baselines/multi_similarity.yaml")
+    assert (digits.experiment, digits.data.name, digits.model.arch, digits.eval.knn_k) == (
+        "digits_baseline_multi_similarity", "digits", "convnet", 20)
+    for name, arch in (("cifar10", "resnet18"), ("cifar100", "resnet18"), ("stl10", "resnet18_stl"),
+                       ("svhn", "resnet18"), ("fashion_mnist", "convnet")):
+        cfg = load_config("baselines/multi_similarity.yaml", base=f"baselines/datasets/{name}.yaml")
+        assert (cfg.experiment, cfg.data.name, cfg.model.arch, cfg.eval.knn_k) == (
+            f"{name}_baseline_multi_similarity", name, arch, 200)
+        assert cfg.baseline.loss_kwargs == digits.baseline.loss_kwargs  # the loss part is the loss yaml's
+    assert load_config("baselines/triplet.yaml", ["baseline.loss=circle"]).experiment == "digits_baseline_circle"
+    with pytest.raises(ConfigError, match="--data cifar10"):
+        load_config("baselines/multi_similarity.yaml", ["data.name=cifar10", "model.arch=resnet18"])
+    with pytest.raises(ConfigError, match="cannot fill in"):
+        load_config("digits.yaml", ["experiment='{data.nme}_x'"])

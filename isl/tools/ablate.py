@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="sweep folder (default $ISL_OUTPUT_ROOT or ./runs, then ablations/<sweep name>)")
     p.add_argument("--data-root", default=None, help="passed to every run (else $ISL_DATA_ROOT or ./data)")
+    p.add_argument("--data", default=None, metavar="NAME",
+                   help="with --tool train_baseline: the data set of every run (configs/baselines/datasets/NAME.yaml)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     p.add_argument("--collect-only", action="store_true", help="only rebuild tables and figures from finished runs")
     p.add_argument("--quiet", action="store_true",
@@ -65,11 +67,12 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [int(s) for s in spec.get("seeds", [0])]
     fixed = [str(o) for o in spec.get("set", [])] + list(args.overrides)
     names = short_names(list(grid))
-    name = spec.get("name") or f"{Path(cfg).stem}_{'_'.join(names[k] for k in grid)}"
+    data = args.data or spec.get("data")
+    name = spec.get("name") or f"{data + '_' if data else ''}{Path(cfg).stem}_{'_'.join(names[k] for k in grid)}"
     root = os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     out = args.out or spec.get("out") or str(Path(root) / "ablations" / name)
     sweep = Sweep(cfg=str(cfg), grid=grid, seeds=seeds, fixed=fixed, tool=args.tool or spec.get("tool", "train_isl"),
-                  out=out)
+                  out=out, data=data)
     workers = args.workers if args.workers is not None else int(spec.get("workers", 1))
     timeout = args.timeout if args.timeout is not None else spec.get("timeout")
     if workers < 1:

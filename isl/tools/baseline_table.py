@@ -1,4 +1,4 @@
-"""Train every registered baseline loss on digits and print one table of kNN / NMI / ACC / ARI.
+"""Train every registered baseline loss on digits (or --data NAME) and print one table of kNN / NMI / ACC / ARI.
 
 Installed (`pip install -e .`): `isl-baseline-table ...`; from a checkout: `python tools/baseline_table.py ...` (same options).
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from baselines.registry import DEEP_METRIC_LOSSES, LOSSES, unknown_name_error
-from isl.cli import run_cli
+from isl.cli import add_data_argument, baseline_data_base, run_cli
 from isl.config import CONFIG_DIR, ConfigError, load_config
 from isl.data import DATASETS
 from isl.tools import train_baseline
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="*", default=None, metavar="KEY=VALUE",
                    help=f"overrides for every run (default: {' '.join(DEFAULT_SET)})")
     p.add_argument("--output-root", default=None, help="runs folder (else $ISL_OUTPUT_ROOT or ./runs)")
+    add_data_argument(p)
     p.add_argument("--write", default=None, metavar="MARKDOWN",
                    help=f"replace the text between {BEGIN} and {END} in this file with the table")
     return p
@@ -44,13 +45,12 @@ def config_for(name: str) -> tuple[str, list[str]]:
     """(yaml, overrides that select the loss) for one registered loss."""
     if (CONFIG_DIR / "baselines" / f"{name}.yaml").is_file():
         return f"baselines/{name}.yaml", []
-    return "baselines/triplet.yaml", [f"baseline.loss={name}", "baseline.loss_kwargs={}",
-                                      f"experiment=digits_baseline_{name}"]
+    return "baselines/triplet.yaml", [f"baseline.loss={name}", "baseline.loss_kwargs={}"]
 
 
-def fit_m_per_class(cfg_name: str, overrides: list[str]) -> tuple[list[str], str]:
+def fit_m_per_class(cfg_name: str, overrides: list[str], data: str | None = None) -> tuple[list[str], str]:
     """The m-per-class adjustment described in the module docstring: (extra overrides, note)."""
-    cfg = load_config(cfg_name, overrides)
+    cfg = load_config(cfg_name, overrides, base=baseline_data_base(data))
     b, batch = cfg.baseline, cfg.train.batch_size
     classes = DATASETS[cfg.data.name].num_classes
     if b.sampler != "m_per_class" or batch // max(b.m_per_class, 1) <= classes:
@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, start = [], time.perf_counter()
     for name in names:
         cfg_name, select = config_for(name)
-        fit, note = fit_m_per_class(cfg_name, select + common)
+        fit, note = fit_m_per_class(cfg_name, select + common, args.data)
         argv_run = ["--cfg", cfg_name, "--set", *select, *common, *fit, "--no-tensorboard"]
+        argv_run += ["--data", args.data] if args.data else []
         if args.output_root:
             argv_run += ["--output-root", args.output_root]
         results = train_baseline.main(argv_run)

@@ -6,6 +6,7 @@ Installed (`pip install -e .`): `isl-baseline ...`; from a checkout: `python too
     python tools/train_baseline.py --cfg baselines/magnet.yaml --set baseline.epochs=10 seed=1
     python tools/train_baseline.py --cfg baselines/triplet.yaml --set baseline.loss=circle baseline.loss_kwargs={}
     python tools/train_baseline.py --cfg baselines/triplet.yaml --resume auto
+    python tools/train_baseline.py --cfg baselines/multi_similarity.yaml --data cifar10   # -> cifar10_baseline_...
 
 Same encoders, data sets, evaluation (kNN, NMI, ACC, ARI) and run directories as tools/train_isl.py:
 runs/<experiment>/<timestamp>/ with config.yaml, metrics.jsonl, results.json, TensorBoard events and
@@ -17,7 +18,8 @@ import argparse
 import json
 
 from baselines.trainer import run_baseline
-from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli
+from isl.cli import (add_data_argument, add_run_arguments, apply_output_arguments, baseline_data_base,
+                     find_resume, run_cli)
 from isl.config import load_config
 from isl.rundir import RunDir
 
@@ -25,13 +27,15 @@ from isl.rundir import RunDir
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p, default_cfg="baselines/triplet.yaml")
+    add_data_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     apply_output_arguments(args)
-    cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
+    cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root,
+                      base=baseline_data_base(args.data))
     tb = not args.no_tensorboard
     if args.resume:
         run_dir, ckpt = find_resume(cfg, args.resume)
