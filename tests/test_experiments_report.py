@@ -176,5 +176,6 @@ def test_explicit_group_by_names_what_it_pools(tmp_path, capsys):
 def test_group_label_leaves_out_missing_values():
     from isl.experiments.summary import group_label
     by = ["method", "experiment", "isl.gan.alpha"]
-    assert group_label({"method": "raw_pixels", "experiment": "digits", "isl.gan.alpha": None}, by) == "raw_pixels digits"
+    raw = {"method": "raw_pixels", "experiment": "digits", "isl.gan.alpha": None}
+    assert group_label(raw, by) == "raw_pixels digits"
     assert group_label({"method": "isl", "experiment": "d", "isl.gan.alpha": 2.0}, by) == "isl d alpha=2.0"

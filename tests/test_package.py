@@ -28,7 +28,8 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 def test_console_commands_and_wrappers_call_the_same_cli():
     scripts = PYPROJECT["project"]["scripts"]
-    assert {"isl-train", "isl-eval", "isl-baseline", "isl-ablate", "isl-report", "isl-probe", "isl-export"} <= set(scripts)
+    expected = {"isl-train", "isl-eval", "isl-baseline", "isl-ablate", "isl-report", "isl-probe", "isl-export"}
+    assert expected <= set(scripts)
     for command, target in scripts.items():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), command

@@ -1,6 +1,6 @@
 """Run a grid of experiments (any dotted config keys x seeds), resumably, then tabulate and plot the results.
 
-Installed (`pip install -e .`): `isl-ablate ...`; from a checkout: `python tools/ablate.py ...` (same options).
+Installed (`pip install -e .`): `isl-ablate ...`; from a checkout: `python tools/ablate.py ...`.
 
     python tools/ablate.py --sweep configs/ablations/alpha_r_h.yaml                     # the digits alpha x r x h
     python tools/ablate.py --sweep configs/ablations/digits_comparison.yaml --workers 2  # ISL vs knn vs NPID

@@ -1,6 +1,6 @@
 """Train every registered baseline loss on digits (or --data NAME) and print one table of kNN / NMI / ACC / ARI.
 
-Installed (`pip install -e .`): `isl-baseline-table ...`; from a checkout: `python tools/baseline_table.py ...` (same options).
+Installed (`pip install -e .`): `isl-baseline-table ...`; from a checkout: `python tools/baseline_table.py ...`.
 
     python tools/baseline_table.py                                  # all losses, 10 epochs each (~5 min, 2 cores)
     python tools/baseline_table.py --losses triplet,magnet --set baseline.epochs=30

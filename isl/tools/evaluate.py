@@ -1,6 +1,6 @@
 """Evaluate features with the shared protocol: weighted kNN + k-means (NMI / ACC / ARI).
 
-Installed (`pip install -e .`): `isl-eval ...`; from a checkout: `python tools/evaluate.py ...` (same options).
+Installed (`pip install -e .`): `isl-eval ...`; from a checkout: `python tools/evaluate.py ...`.
 
     python tools/evaluate.py --cfg digits.yaml --features raw          # the "k-means on pixels" anchor row
     python tools/evaluate.py --ckpt runs/digits_isl/<stamp>/checkpoints/last.pt

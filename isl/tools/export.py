@@ -1,6 +1,6 @@
 """Export a checkpoint's encoder alone, as a state_dict for this project's encoder or for torchvision's ResNet.
 
-Installed (`pip install -e .`): `isl-export ...`; from a checkout: `python tools/export.py ...` (same options).
+Installed (`pip install -e .`): `isl-export ...`; from a checkout: `python tools/export.py ...`.
 
     python tools/export.py --ckpt runs/digits_isl/<stamp>/checkpoints/last.pt --out encoder.pt
     python tools/export.py --ckpt runs/cifar10_isl/<stamp>/checkpoints/last.pt --out r18.pt --format torchvision
@@ -33,7 +33,8 @@ from isl.models.export import FORMATS, export_state
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="checkpoint (.pt) of train_isl.py or train_baseline.py, or its run dir")
+    p.add_argument("--ckpt", required=True,
+                   help="checkpoint (.pt) of train_isl.py or train_baseline.py, or its run directory")
     p.add_argument("--out", required=True, help="file for the exported state_dict (OUT.json is written beside it)")
     p.add_argument("--format", choices=FORMATS, default="isl",
                    help="isl: our Encoder (trunk + head); torchvision: ResNet trunk under torchvision's names")

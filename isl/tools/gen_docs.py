@@ -113,11 +113,11 @@ def losses_markdown(root: Path = ROOT) -> str:
              "*Formula*: the module whose docstring writes the formula and maps its notation to the arguments. "
              "*Verified against*: the loss-math test files (`tests/test_baseline_losses_*.py`, "
              "`tests/test_deep_metric_*.py`) that name the loss class (else its registry name); they compare it with "
-             "a slow reference (a loop over enumerated pairs or triplets, or a closed form). Beyond them every loss passes the contract test "
-             "(`tests/test_baseline_losses_contract.py`) and trains a few steps (`tests/test_baseline_trainer.py`).",
+             "a slow reference (a loop over enumerated pairs or triplets, or a closed form). Beyond them every "
+             "loss passes the contract test (`tests/test_baseline_losses_contract.py`) and trains a few steps "
+             "(`tests/test_baseline_trainer.py`).",
              "", "| name | family | source documents | formula | verified against |", "|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(_cell(c) if i != 3 else c.replace("|", "\\|") for i, c in enumerate(row)) + " |"
-              for row in loss_rows(root)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in loss_rows(root)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
 """Probe a trained encoder with supervised metric-learning losses: a measure of how well its frozen features
 cluster by the true labels (lower = better separated), next to the same losses on random unit vectors.
 
-Installed (`pip install -e .`): `isl-probe ...`; from a checkout: `python tools/probe.py ...` (same options).
+Installed (`pip install -e .`): `isl-probe ...`; from a checkout: `python tools/probe.py ...`.
 
     python tools/probe.py --ckpt runs/digits_isl/<stamp>/checkpoints/last.pt --losses triplet,histogram,magnet
     python tools/probe.py --ckpt PATH --losses all --split train --batches 50

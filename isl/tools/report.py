@@ -1,6 +1,6 @@
 """Compare finished runs (ISL, NPID, knn mining, baselines, raw pixels) and look inside trained encoders.
 
-Installed (`pip install -e .`): `isl-report ...`; from a checkout: `python tools/report.py ...` (same options).
+Installed (`pip install -e .`): `isl-report ...`; from a checkout: `python tools/report.py ...`.
 
     python tools/report.py runs/ablations/digits_comparison runs/digits_triplet --raw-pixels digits.yaml \\
         --out docs/results.md --title "Digits: ISL versus baselines"
@@ -10,9 +10,9 @@ Installed (`pip install -e .`): `isl-report ...`; from a checkout: `python tools
 Inputs are run directories or any folders above them (sweep folders, runs/): every results.json below them is
 a run. Runs are grouped by their full resolved config minus the seed (method, experiment and the config keys
 that differ between runs; keys that do not act on a method, like a baseline's GAN alpha, are left blank), or
-by --group-by, and shown as mean ± std over seeds of kNN accuracy, NMI, ACC, ARI, mined-pair precision and wall time, as markdown,
-CSV and a bar chart. --out DIR writes DIR/report.md; --out FILE.md writes that file and puts the CSV and PNG
-files in FILE/ (docs/results.md -> docs/results/). Options: docs/tools.md.
+by --group-by, and shown as mean ± std over seeds of kNN accuracy, NMI, ACC, ARI, mined-pair precision and
+wall time, as markdown, CSV and a bar chart. --out DIR writes DIR/report.md; --out FILE.md writes that file and
+puts the CSV and PNG files in FILE/ (docs/results.md -> docs/results/). Options: docs/tools.md.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train a supervised metric-learning baseline (any loss in baselines.registry.LOSSES) with labels.
 
-Installed (`pip install -e .`): `isl-baseline ...`; from a checkout: `python tools/train_baseline.py ...` (same options).
+Installed (`pip install -e .`): `isl-baseline ...`; from a checkout: `python tools/train_baseline.py ...`.
 
     python tools/train_baseline.py --cfg baselines/triplet.yaml
     python tools/train_baseline.py --cfg baselines/magnet.yaml --set baseline.epochs=10 seed=1

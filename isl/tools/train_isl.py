@@ -1,6 +1,6 @@
 """Train Instance Similarity Learning (or NPID / knn mining via isl.mining.strategy).
 
-Installed (`pip install -e .`): `isl-train ...`; from a checkout: `python tools/train_isl.py ...` (same options).
+Installed (`pip install -e .`): `isl-train ...`; from a checkout: `python tools/train_isl.py ...`.
 
     python tools/train_isl.py --cfg digits.yaml
     python tools/train_isl.py --cfg cifar10.yaml --set isl.gan.alpha=2 isl.mining.radius=0.7
