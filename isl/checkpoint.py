@@ -13,13 +13,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import __version__
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or does not match the current config."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: a crash never leaves half a file."""
+    """torch.save to a temp file in the same folder, then os.replace: a crash never leaves half a file.
+
+    Every checkpoint records the code version that wrote it (`isl_version`, a plain string).
+    """
+    state = {**state, "isl_version": __version__}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

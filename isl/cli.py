@@ -1,13 +1,16 @@
 """Shared behaviour of the command-line tools: expected errors print one line and exit 2, not a traceback."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
 
 from .checkpoint import CheckpointError
-from .config import ConfigError
+from .config import CONFIG_DIR, ConfigError
 from .data import DatasetCorruptedError, DatasetNotFoundError
+from .progress import disable_progress
+from .rundir import setup_logging
 
 USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError)
 
@@ -22,7 +25,8 @@ def run_cli(main: Callable[[], object]) -> None:
 
 
 def add_run_arguments(parser, default_cfg: str) -> None:
-    """The options every training tool shares: --cfg, --set, --resume, --data-root, --output-root."""
+    """The options every training tool shares: --cfg, --set, --resume, --data-root, --output-root, and the
+    output switches of `add_output_arguments`."""
     parser.add_argument("--cfg", default=default_cfg, help="experiment yaml: a path or a name in configs/")
     parser.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. isl.gan.alpha=2.0 seed=1")
@@ -30,6 +34,25 @@ def add_run_arguments(parser, default_cfg: str) -> None:
                         help="auto = the newest run of this experiment; PATH = a checkpoint or run directory")
     parser.add_argument("--data-root", default=None, help="data folder (else $ISL_DATA_ROOT or ./data)")
     parser.add_argument("--output-root", default=None, help="runs folder (else $ISL_OUTPUT_ROOT or ./runs)")
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser) -> None:
+    """--no-tensorboard, --no-progress, --quiet: what a run prints and writes besides its metrics."""
+    parser.add_argument("--no-tensorboard", action="store_true",
+                        help="skip TensorBoard event files (metrics.jsonl holds the same scalars)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are drawn only when stderr is a terminal anyway)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no bars and only warnings on the console; run.log still holds every INFO line")
+
+
+def apply_output_arguments(args) -> None:
+    """Act on --no-progress / --quiet before a run starts (bars off, console at WARNING)."""
+    if args.no_progress or args.quiet:
+        disable_progress()
+    if args.quiet:
+        setup_logging(console_level=logging.WARNING)
 
 
 def find_resume(cfg, resume: str) -> tuple[Path, Path]:
@@ -48,3 +71,25 @@ def find_resume(cfg, resume: str) -> tuple[Path, Path]:
             raise CheckpointError(f"--resume {resume}: no checkpoint at {ckpt}; give a checkpoints/last.pt file, "
                                   "its run directory, or 'auto'")
     return ckpt.parent.parent, ckpt
+
+
+BASELINE_DATA_DIR = CONFIG_DIR / "baselines" / "datasets"
+
+
+def add_data_argument(parser) -> None:
+    """--data NAME: the data-set base file of a baseline config (configs/baselines/datasets/NAME.yaml)."""
+    names = sorted(p.stem for p in BASELINE_DATA_DIR.glob("*.yaml"))
+    parser.add_argument("--data", default=None, metavar="NAME",
+                        help=f"data set of the baseline: {', '.join(names)} (replaces the yaml's _base_: model, "
+                             "batch, kNN k, epochs, experiment name <dataset>_baseline_<loss>; default digits)")
+
+
+def baseline_data_base(name: str | None) -> str | None:
+    """The base file for --data NAME (None: keep the yaml's own _base_)."""
+    if name is None:
+        return None
+    path = BASELINE_DATA_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in BASELINE_DATA_DIR.glob("*.yaml"))
+        raise ConfigError(f"--data {name}: no {path}; choose one of {', '.join(names)}")
+    return str(path)

@@ -20,7 +20,13 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    """configs/ of the checkout (source and `pip install -e .`), else the copy a wheel installs as isl/configs."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 class ConfigError(ValueError):
@@ -282,19 +288,60 @@ def read_yaml(path: Path) -> dict:
     return content
 
 
+def _merge_file(config: Config, content: dict, path: Path) -> None:
+    try:
+        _merge(config, content)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _fill_experiment(c: Config) -> None:
+    """experiment: "{data.name}_baseline_{baseline.loss}" -> "cifar10_baseline_triplet" (after overrides)."""
+    if "{" not in c.experiment:
+        return
+    try:
+        c.experiment = c.experiment.format(**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
+    except (KeyError, AttributeError, IndexError, ValueError) as err:
+        raise ConfigError(f"experiment {c.experiment!r}: cannot fill in {err}; name config keys in braces, "
+                          "e.g. {data.name}_baseline_{baseline.loss}") from None
+
+
 def load_config(cfg: str | Path | None = None, overrides: list[str] | None = None,
-                data_root: str | None = None, output_root: str | None = None) -> Config:
-    """Defaults <- yaml file <- dotted overrides <- machine paths; validated."""
+                data_root: str | None = None, output_root: str | None = None,
+                base: str | Path | None = None) -> Config:
+    """Defaults <- base file <- yaml file <- dotted overrides <- machine paths; validated.
+
+    A yaml may name a base file merged before it, `_base_: datasets/digits.yaml` (relative to the yaml's folder,
+    else a name in configs/); `base` replaces it (`train_baseline.py --data cifar10`). When the base file sets
+    data.name, a different final data.name is an error: switch the whole base (model, batch, knn_k, ...), not
+    the name alone. `experiment` may name config keys in braces, filled in after the overrides.
+    """
     config = Config()
+    content, path, base_path = {}, None, None
     if cfg is not None:
         path = resolve_config_path(cfg)
         content = read_yaml(path)
-        try:
-            _merge(config, content)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+        base = base or content.get("_base_")
+        content.pop("_base_", None)
+    if base:
+        base_path = Path(base)
+        if path is not None and (path.parent / base_path).is_file():
+            base_path = path.parent / base_path
+        base_path = resolve_config_path(base_path)
+        base_content = read_yaml(base_path)
+        if "_base_" in base_content:
+            raise ConfigError(f"{base_path}: a base file cannot have a _base_ of its own (one level only)")
+        _merge_file(config, base_content, base_path)
+    base_data = (base_content.get("data") or {}).get("name") if base_path is not None else None
+    if path is not None:
+        _merge_file(config, content, path)
     for text in overrides or []:
         _merge(config, parse_override(text))
+    if base_data is not None and config.data.name != base_data:
+        raise ConfigError(f"data.name={config.data.name!r}, but the base file {base_path} describes {base_data!r} "
+                          f"(model, batch size, kNN k, experiment name); switch the base instead, e.g. "
+                          f"train_baseline.py --data {config.data.name}")
+    _fill_experiment(config)
     config.data.root = data_root or config.data.root or os.environ.get("ISL_DATA_ROOT", "") or "./data"
     config.output_root = output_root or config.output_root or os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     validate(config)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .config import Config, dump_yaml
 
 log = logging.getLogger("isl")
@@ -30,16 +31,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def setup_logging(path: Path | None = None, level: int = logging.INFO) -> None:
-    """stdlib logging to stderr (and to `path`), once per process."""
+def setup_logging(path: Path | None = None, level: int = logging.INFO, console_level: int | None = None) -> None:
+    """stdlib logging to stderr (and to `path`), once per process; `console_level` (e.g. WARNING for
+    --quiet) raises the threshold of the console only, run.log keeps every INFO line."""
     root = logging.getLogger("isl")
     root.setLevel(level)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    if not any(getattr(h, "_isl_console", False) for h in root.handlers):
+    console = next((h for h in root.handlers if getattr(h, "_isl_console", False)), None)
+    if console is None:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(fmt)
         console._isl_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
+    if console_level is not None:
+        console.setLevel(console_level)
     if path is not None:
         for h in list(root.handlers):
             if isinstance(h, logging.FileHandler):
@@ -79,7 +84,13 @@ class RunDir:
     @property
     def tb(self):
         if self._tb is None and self._tb_enabled:
-            from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
+            except ImportError:  # TensorBoard is optional: metrics.jsonl holds the same scalars
+                log.warning("tensorboard is not installed: no event files in %s (pip install tensorboard, or "
+                            "pass --no-tensorboard to silence this)", self.path)
+                self._tb_enabled = False
+                return None
             self._tb = SummaryWriter(str(self.path))
         return self._tb
 
@@ -98,10 +109,11 @@ class RunDir:
             self.tb.add_scalar(tag, value, step)
 
     def write_results(self, results: dict[str, Any]) -> Path:
-        """results.json in the run dir, plus one row appended to runs/<experiment>/results.csv."""
+        """results.json in the run dir (with `isl_version`), plus one row appended to runs/<experiment>/results.csv."""
         from .eval.report import write_json
         results = {k: _jsonable(v) for k, v in results.items()}
         results.setdefault("run_dir", str(self.path))
+        results.setdefault("isl_version", __version__)  # the code that produced these numbers
         out = self.path / "results.json"
         write_json(out, results)
         table = self.path.parent / "results.csv"

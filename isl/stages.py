@@ -11,7 +11,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from .progress import tqdm
 
 from .config import Config
 from .gan import gan_quality, gan_step

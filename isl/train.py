@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from .progress import tqdm
 
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state

@@ -109,3 +109,22 @@ def test_repeated_set_flags_accumulate():
     add_run_arguments(parser, default_cfg="digits.yaml")
     args = parser.parse_args(["--set", "seed=1", "--set", "isl.lam=0.2", "train.batch_size=64"])
     assert args.overrides == ["seed=1", "isl.lam=0.2", "train.batch_size=64"]
+
+
+def test_baseline_configs_follow_their_data_set():
+    """Each loss yaml sits on a data-set base file; --data swaps the base (name, model, kNN k, experiment), and a
+    bare data.name override that would keep digits' model and k is refused."""
+    digits = load_config("baselines/multi_similarity.yaml")
+    assert (digits.experiment, digits.data.name, digits.model.arch, digits.eval.knn_k) == (
+        "digits_baseline_multi_similarity", "digits", "convnet", 20)
+    for name, arch in (("cifar10", "resnet18"), ("cifar100", "resnet18"), ("stl10", "resnet18_stl"),
+                       ("svhn", "resnet18"), ("fashion_mnist", "convnet")):
+        cfg = load_config("baselines/multi_similarity.yaml", base=f"baselines/datasets/{name}.yaml")
+        assert (cfg.experiment, cfg.data.name, cfg.model.arch, cfg.eval.knn_k) == (
+            f"{name}_baseline_multi_similarity", name, arch, 200)
+        assert cfg.baseline.loss_kwargs == digits.baseline.loss_kwargs  # the loss part is the loss yaml's
+    assert load_config("baselines/triplet.yaml", ["baseline.loss=circle"]).experiment == "digits_baseline_circle"
+    with pytest.raises(ConfigError, match="--data cifar10"):
+        load_config("baselines/multi_similarity.yaml", ["data.name=cifar10", "model.arch=resnet18"])
+    with pytest.raises(ConfigError, match="cannot fill in"):
+        load_config("digits.yaml", ["experiment='{data.nme}_x'"])

@@ -1,6 +1,6 @@
 """Inside a trained encoder: the Hungarian-mapped confusion matrix against brute force over all maps, t-SNE
 shapes, and tools/report.py's --tsne / --confusion / --raw-pixels on a tiny untrained digits checkpoint."""
-import importlib.util
+import importlib
 import itertools
 import json
 from pathlib import Path
@@ -14,7 +14,6 @@ from isl.config import load_config, to_dict
 from isl.eval import cluster_accuracy
 from isl.experiments.embedding import hungarian_map, load_encoder, mapped_confusion, tsne_2d
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -77,9 +76,7 @@ def tiny_checkpoint(tmp_path):
 
 
 def test_report_tsne_confusion_and_raw_pixels(tiny_checkpoint, tmp_path):
-    spec = importlib.util.spec_from_file_location("report_tool", ROOT / "tools" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = importlib.import_module("isl.tools.report")
     out = tmp_path / "rep"
     res = report.main(["--tsne", str(tiny_checkpoint), "--tsne-points", "120",
                        "--confusion", str(tiny_checkpoint / "checkpoints" / "last.pt"),

@@ -1,7 +1,7 @@
 """tools/report.py on hand-written fake runs: the comparison table (markdown + CSV, mean ± std over seeds, wall
 time, pair precision), the bar chart, sweep folders grouped by their swept keys, and per-round curves."""
 import csv
-import importlib.util
+import importlib
 import json
 import statistics
 from pathlib import Path
@@ -9,14 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _report():
-    spec = importlib.util.spec_from_file_location("report_tool", ROOT / "tools" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module("isl.tools.report")
     return module
 
 
@@ -152,3 +149,50 @@ def test_published_rows_are_marked_and_sourced(runs, tmp_path):
     bad.write_text(yaml.safe_dump({"rows": [{"method": "x", "nmi": 0.5}]}))
     with pytest.raises(ValueError, match="source"):
         _report().main(["--published", str(bad), "--out", str(tmp_path / "b.md")])
+
+
+def test_runs_of_different_schedules_are_not_pooled(tmp_path):
+    """The issue's case: a 50-epoch baseline run and a 10-epoch sweep cell of the same experiment, next to ISL
+    runs: two baseline groups labelled by the epochs, no GAN alpha on baseline rows, seeds still pooled."""
+    runs = tmp_path / "runs"
+    base = {"experiment": "digits_baseline_triplet", "isl": {"gan": {"alpha": 1.0}, "mining": {"strategy": "gan"}},
+            "train": {"epochs_first": 20}, "data": {"root": "/somewhere"}}
+    for epochs, seeds in ((50, (0,)), (10, (0, 1))):
+        for seed in seeds:
+            cfg = {**base, "seed": seed, "baseline": {"epochs": epochs, "loss": "triplet"},
+                   "data": {"root": f"/machine{seed}"}}  # machine paths never split a group
+            fake_run(runs / f"b{epochs}-{seed}", {"knn_acc": 0.9 + epochs / 1000, "method": "baseline:triplet",
+                                                 "experiment": "digits_baseline_triplet", "seed": seed}, cfg)
+    for alpha in (0.5, 2.0):
+        cfg = {**base, "experiment": "digits_isl", "seed": 0, "isl": {"gan": {"alpha": alpha},
+                                                                       "mining": {"strategy": "gan"}},
+               "baseline": {"epochs": 50, "loss": "triplet"}}
+        fake_run(runs / f"isl-{alpha}", {"knn_acc": 0.8, "method": "isl", "experiment": "digits_isl", "seed": 0}, cfg)
+    res = _report().main([str(runs), "--out", str(tmp_path / "rep")])
+    assert res["group_by"] == ["method", "experiment", "isl.gan.alpha", "baseline.epochs"]
+    groups = {(g["method"], g["isl.gan.alpha"], g["baseline.epochs"]): g["n"] for g in res["groups"]}
+    assert groups == {("baseline:triplet", None, 10): 2, ("baseline:triplet", None, 50): 1,
+                      ("isl", 0.5, None): 1, ("isl", 2.0, None): 1}
+    md = Path(res["markdown"]).read_text()
+    assert "| method | experiment | alpha | epochs | n |" in md
+    assert "| baseline:triplet | digits_baseline_triplet |  | 10 | 2 |" in md   # no alpha on a baseline row
+    assert "| isl | digits_isl | 0.5 |  | 1 |" in md                          # no baseline epochs on ISL
+
+
+def test_explicit_group_by_names_what_it_pools(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for epochs in (10, 50):
+        fake_run(runs / f"r{epochs}", {"knn_acc": 0.9, "method": "baseline:triplet", "experiment": "x", "seed": 0},
+                 {"experiment": "x", "seed": 0, "baseline": {"epochs": epochs}})
+    res = _report().main([str(runs), "--out", str(tmp_path / "rep"), "--group-by", "method,experiment"])
+    assert [g["n"] for g in res["groups"]] == [2]
+    assert "pools runs that differ in baseline.epochs" in Path(res["markdown"]).read_text()
+    assert "warning:" in capsys.readouterr().out
+
+
+def test_group_label_leaves_out_missing_values():
+    from isl.experiments.summary import group_label
+    by = ["method", "experiment", "isl.gan.alpha"]
+    raw = {"method": "raw_pixels", "experiment": "digits", "isl.gan.alpha": None}
+    assert group_label(raw, by) == "raw_pixels digits"
+    assert group_label({"method": "isl", "experiment": "d", "isl.gan.alpha": 2.0}, by) == "isl d alpha=2.0"

@@ -1,7 +1,7 @@
 """Sweeps: grid expansion and naming, up-front validation, resumption, retry-once-then-report, parallel workers,
 and the tables and figures tools/ablate.py writes afterwards, all with a tiny fake training tool."""
 import csv
-import importlib.util
+import importlib
 import json
 import statistics
 from pathlib import Path
@@ -54,9 +54,7 @@ def fake_tool(tmp_path):
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module(f"isl.tools.{name}")
     return module
 
 

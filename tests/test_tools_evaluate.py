@@ -9,9 +9,9 @@ import pytest
 from isl.checkpoint import CheckpointError
 from isl.data import DatasetNotFoundError
 
+from isl.tools import evaluate
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import evaluate  # noqa: E402
 
 
 def test_raw_digits_pixels(tmp_path):

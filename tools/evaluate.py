@@ -1,92 +1,13 @@
-"""Evaluate features with the shared protocol: weighted kNN + k-means (NMI / ACC / ARI).
+"""`python tools/evaluate.py ...` from a checkout = `isl-eval ...` after `pip install -e .`.
 
-    python tools/evaluate.py --cfg digits.yaml --features raw          # the "k-means on pixels" anchor row
-    python tools/evaluate.py --ckpt runs/digits_isl/<stamp>/checkpoints/last.pt
-
-With --ckpt, the config saved in the checkpoint rebuilds the encoder; --cfg/--set then only change the
-evaluation settings. Results are printed, written to JSON (--out, default: next to the checkpoint or
-runs/<experiment>/raw_eval.json) and appended to that folder's results.csv.
+The tool lives in isl/tools/evaluate.py (`--help` for its options); this file only lets it run without installing.
 """
-from __future__ import annotations
-
-import argparse
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's isl/ and baselines/
 
-import torch  # noqa: E402
-
-from isl.builders import build_encoder_from_config, build_eval_loaders, select_device  # noqa: E402
-from isl.checkpoint import load_checkpoint  # noqa: E402
-from isl.cli import run_cli  # noqa: E402
-from isl.config import from_dict, load_config  # noqa: E402
-from isl.eval import extract_features, write_json  # noqa: E402
-from isl.training import evaluate_features  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", default=None, help="experiment yaml (path or name in configs/)")
-    p.add_argument("--ckpt", default=None, help="checkpoint whose encoder features are evaluated")
-    p.add_argument("--features", choices=("encoder", "raw"), default="encoder",
-                   help="raw = flattened test-transform pixels (no model)")
-    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE")
-    p.add_argument("--data-root", default=None, help="data folder (else $ISL_DATA_ROOT or ./data)")
-    p.add_argument("--output-root", default=None, help="runs folder (else $ISL_OUTPUT_ROOT or ./runs)")
-    p.add_argument("--out", default=None, help="JSON file for the results")
-    p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the config's)")
-    return p
-
-
-def raw_features(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    feats, labels = [], []
-    for images, targets, _ in loader:
-        feats.append(images.flatten(1).float())
-        labels.append(targets)
-    return torch.cat(feats), torch.cat(labels)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    if args.ckpt is None and args.features == "encoder":
-        raise SystemExit("give --ckpt PATH to evaluate a trained encoder, or --features raw for raw pixels")
-    state = None
-    if args.ckpt is not None:
-        state = load_checkpoint(args.ckpt)
-        cfg = from_dict(state["config"])
-        eval_cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root) if (
-            args.cfg or args.overrides) else None
-        if eval_cfg is not None:
-            cfg.eval = eval_cfg.eval
-        if args.data_root:
-            cfg.data.root = args.data_root
-    else:
-        cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
-    device = select_device(args.device or cfg.train.device)
-    bank_loader, query_loader = build_eval_loaders(cfg)
-    if args.features == "raw":
-        (bank_f, bank_y), (query_f, query_y) = raw_features(bank_loader), raw_features(query_loader)
-    else:
-        model = build_encoder_from_config(cfg).to(device)
-        model.load_state_dict(state["model"])
-        bank_f, bank_y, _ = extract_features(model, bank_loader, device)
-        query_f, query_y, _ = extract_features(model, query_loader, device)
-    results = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
-    results.update(dataset=cfg.data.name, features=args.features, checkpoint=args.ckpt)
-    if args.out:
-        out = Path(args.out)
-    elif args.ckpt:
-        out = Path(args.ckpt).with_suffix(".eval.json")
-    else:
-        out = Path(cfg.output_root) / cfg.experiment / f"{args.features}_eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, results)
-    print(json.dumps({k: results[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")}, indent=None))
-    print(f"written to {out}")
-    return results
-
+from isl.tools.evaluate import cli, main  # noqa: E402,F401  (main: for scripts that import this file)
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

@@ -1,53 +1,13 @@
-"""Train a supervised metric-learning baseline (any loss in baselines.registry.LOSSES) with labels.
+"""`python tools/train_baseline.py ...` from a checkout = `isl-baseline ...` after `pip install -e .`.
 
-    python tools/train_baseline.py --cfg baselines/triplet.yaml
-    python tools/train_baseline.py --cfg baselines/magnet.yaml --set baseline.epochs=10 seed=1
-    python tools/train_baseline.py --cfg baselines/triplet.yaml --set baseline.loss=circle baseline.loss_kwargs={}
-    python tools/train_baseline.py --cfg baselines/triplet.yaml --resume auto
-
-Same encoders, data sets, evaluation (kNN, NMI, ACC, ARI) and run directories as tools/train_isl.py:
-runs/<experiment>/<timestamp>/ with config.yaml, metrics.jsonl, results.json, TensorBoard events and
-checkpoints/last.pt (readable by tools/evaluate.py and tools/probe.py).
+The tool lives in isl/tools/train_baseline.py (`--help` for its options); this file only lets it run without installing.
 """
-from __future__ import annotations
-
-import argparse
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's isl/ and baselines/
 
-from baselines.trainer import run_baseline  # noqa: E402
-from isl.cli import add_run_arguments, find_resume, run_cli  # noqa: E402
-from isl.config import load_config  # noqa: E402
-from isl.rundir import RunDir  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(p, default_cfg="baselines/triplet.yaml")
-    p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
-    tb = not args.no_tensorboard
-    if args.resume:
-        run_dir, ckpt = find_resume(cfg, args.resume)
-        run = RunDir(run_dir, enable_tensorboard=tb)
-    else:
-        run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
-    try:
-        results = run_baseline(cfg, run, resume=ckpt)
-    finally:
-        run.close()
-    print(json.dumps({k: results[k] for k in ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")}))
-    print(f"run directory: {run.path}")
-    return results
-
+from isl.tools.train_baseline import cli, main  # noqa: E402,F401  (main: for scripts that import this file)
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

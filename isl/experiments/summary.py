@@ -69,7 +69,8 @@ def param_figures(rows: Sequence[dict], params: Sequence[str], out_dir: Path,
 
 def group_label(group: dict, by: Sequence[str]) -> str:
     names = short_names([k for k in by if "." in k])
-    parts = [f"{names[k]}={group.get(k)}" if k in names else str(group.get(k)) for k in by]
+    parts = [f"{names[k]}={group.get(k)}" if k in names else str(group.get(k)) for k in by
+             if group.get(k) is not None]  # a raw-pixel row has no config: no "alpha=None"
     return " ".join(parts)
 
 

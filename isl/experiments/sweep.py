@@ -31,14 +31,16 @@ from typing import Any
 
 import yaml
 
+from isl.cli import baseline_data_base
 from isl.config import ConfigError, load_config, resolve_config_path
 
 from .collect import short_names
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"train_isl": ROOT / "tools" / "train_isl.py", "train_baseline": ROOT / "tools" / "train_baseline.py"}
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages): put on the runs' PYTHONPATH
+# run as `python -m <module>`, so a sweep works from a checkout and after a plain `pip install .`
+TOOLS: dict[str, str | Path] = {"train_isl": "isl.tools.train_isl", "train_baseline": "isl.tools.train_baseline"}
 RESUMABLE_TOOLS = ("train_isl", "train_baseline")  # tools that accept `--resume auto`
-SWEEP_KEYS = ("cfg", "grid", "seeds", "set", "tool", "out", "name", "workers", "timeout")
+SWEEP_KEYS = ("cfg", "grid", "seeds", "set", "tool", "out", "name", "workers", "timeout", "data")
 
 
 class SweepError(ValueError):
@@ -53,6 +55,7 @@ class Sweep:
     fixed: list[str] = field(default_factory=list)  # dotted overrides of every run ("train.epochs_first=20")
     tool: str = "train_isl"                    # train_isl | train_baseline | path/to/script.py | dotted.module
     out: str = "runs/ablations/sweep"
+    data: str | None = None                    # train_baseline only: --data NAME (configs/baselines/datasets/)
 
 
 @dataclass(frozen=True)
@@ -138,19 +141,23 @@ def validate(sweep: Sweep, specs: list[RunSpec]) -> None:
     clash = sorted(fixed_keys & set(sweep.grid))
     if clash:
         raise SweepError(f"{clash} are both swept (grid) and fixed (set); keep each key in one place")
+    if sweep.data and sweep.tool != "train_baseline":
+        raise SweepError(f"data: {sweep.data} selects a baseline data-set base file; it needs tool train_baseline "
+                         f"(an ISL sweep names its data set in its cfg, e.g. cifar10.yaml)")
+    try:
+        base = baseline_data_base(sweep.data)
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
     for spec in specs:
         try:
-            load_config(sweep.cfg, spec.overrides(sweep.fixed))
+            load_config(sweep.cfg, spec.overrides(sweep.fixed), base=base)
         except ConfigError as err:
             raise SweepError(f"run {spec.label} of the sweep over {sweep.cfg}: {err}") from None
 
 
 def tool_command(tool: str) -> list[str]:
     """The interpreter command that runs a tool: a name in TOOLS, a .py file, or a dotted module (python -m)."""
-    if tool in TOOLS:
-        if not TOOLS[tool].is_file():
-            raise SweepError(f"tool {tool!r} is not available: {TOOLS[tool]} does not exist yet")
-        return [sys.executable, str(TOOLS[tool])]
+    tool = str(TOOLS.get(tool, tool))
     if tool.endswith(".py"):
         if not Path(tool).is_file():
             raise SweepError(f"tool script {tool} not found; give train_isl, train_baseline, a .py path or a module")
@@ -194,6 +201,8 @@ def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None
                                           "--output-root", str(run_root.resolve())]
         if data_root:
             cmd += ["--data-root", data_root]
+        if sweep.data:
+            cmd += ["--data", sweep.data]
         if sweep.tool in RESUMABLE_TOOLS and not resumed and any(run_root.rglob("checkpoints/last.pt")):
             cmd += ["--resume", "auto"]  # continue a crashed or interrupted attempt exactly
             resumed = True               # if resuming fails too, the next attempt starts afresh
@@ -210,10 +219,12 @@ def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None
 
 
 def child_env(workers: int, threads_per_run: int = 0) -> dict[str, str]:
-    """Environment of the runs: the repo on PYTHONPATH, unbuffered logs, and CPU threads split among workers."""
+    """Environment of the runs: the repo on PYTHONPATH, unbuffered logs without progress bars, and CPU threads
+    split among workers."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    env["ISL_PROGRESS"] = "off"  # each run writes to a log file: no carriage-return progress bars in it
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if threads_per_run > 0:                 # asked for explicitly
             env[var] = str(threads_per_run)
