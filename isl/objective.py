@@ -27,6 +27,9 @@ from torch.autograd.function import once_differentiable
 
 from .memory_bank import check_temperature
 
+# the hard positive of an anchor with P_i = {i}: another augmented view (paper) | none, no L2 (reference code)
+SINGLETON_HARD_MODES = ("second_view", "skip")
+
 
 def _terms(s: torch.Tensor, t: torch.Tensor | None, pos_idx: torch.Tensor, pos_mask: torch.Tensor,
            valid: torch.Tensor, w1: float | torch.Tensor, w2: float | torch.Tensor, block_rows: int,
