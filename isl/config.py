@@ -109,6 +109,8 @@ class ISLConfig:
     lam: float = 0.5                # lambda: weight of L2 (hard positive enhancement)
     hard_positive: str = "least_similar"  # least_similar (paper) | most_similar (reference code)
     singleton_hard: str = "second_view"   # second_view (paper) | skip (reference code: no L2 without mined)
+    hard_positive_query: str = "feature"  # rank mined positives by f_i . v_j (ours) | bank_row: v_i . v_j (code)
+    l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
     bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size (memory)
     gan: GANConfig = field(default_factory=GANConfig)
@@ -285,13 +287,15 @@ def validate(c: Config) -> None:
     # the choice lists live with the code that implements them (imported here, not copied)
     from .mining import RADIUS_MODES
     from .neighbors import BACKENDS
-    from .objective import SINGLETON_HARD_MODES
+    from .objective import HARD_POSITIVE_QUERIES, L2_MEANS, SINGLETON_HARD_MODES
     from .positives import HARD_POSITIVE_MODES
     from .strategies import STRATEGIES
     from .training import SCHEDULES
     from .triplets import POSITIVE_SOURCES
     _choice(isl.hard_positive, HARD_POSITIVE_MODES, "isl.hard_positive")
     _choice(isl.singleton_hard, SINGLETON_HARD_MODES, "isl.singleton_hard")
+    _choice(isl.hard_positive_query, HARD_POSITIVE_QUERIES, "isl.hard_positive_query")
+    _choice(isl.l2_mean, L2_MEANS, "isl.l2_mean")
     _choice(mine.strategy, tuple(STRATEGIES), "isl.mining.strategy")
     _choice(mine.radius_mode, RADIUS_MODES, "isl.mining.radius_mode")
     _choice(gan.positive_source, POSITIVE_SOURCES, "isl.gan.positive_source")

@@ -29,6 +29,10 @@ from .memory_bank import check_temperature
 
 # the hard positive of an anchor with P_i = {i}: another augmented view (paper) | none, no L2 (reference code)
 SINGLETON_HARD_MODES = ("second_view", "skip")
+# L2's mean: over the anchors that have a hard positive (ours) | over the whole batch (reference LinearCriterion)
+L2_MEANS = ("valid", "batch")
+# the hard positive is ranked by its similarity to: f_i, the anchor's feature (ours) | v_i, its bank row (reference)
+HARD_POSITIVE_QUERIES = ("feature", "bank_row")
 
 
 def _terms(s: torch.Tensor, t: torch.Tensor | None, pos_idx: torch.Tensor, pos_mask: torch.Tensor,
@@ -78,11 +82,12 @@ class _ISLTerms(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, hard_logits, pos_idx, pos_mask, valid, lam, block_rows, want_grad):
+    def forward(ctx, logits, hard_logits, pos_idx, pos_mask, valid, lam, block_rows, want_grad, l2_over_batch):
         b = logits.shape[0]
         s = logits.detach().float()
         t = None if hard_logits is None else hard_logits.detach().float()
-        n_valid = valid.sum().clamp(min=1).to(s.dtype)
+        # L2's denominator ("n_valid"): the anchors with a hard positive, or the batch size (reference code)
+        n_valid = s.new_tensor(float(b)) if l2_over_batch else valid.sum().clamp(min=1).to(s.dtype)
         l1, l2, grad = _terms(s, t, pos_idx, pos_mask, valid, 1.0 / b, lam / n_valid, block_rows, want_grad)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(s, t, pos_idx, pos_mask, valid, n_valid)
@@ -109,7 +114,7 @@ class _ISLTerms(torch.autograd.Function):
         if g1 is not None or g2 is not None or g_loss is not None:
             extra = _terms(s, t, pos_idx, pos_mask, valid, w1 / s.shape[0], w2 / n_valid, ctx.block_rows)[2]
             grad = extra if grad is None else grad.add_(extra)
-        return None if grad is None else grad.to(ctx.in_dtype), None, None, None, None, None, None, None
+        return None if grad is None else grad.to(ctx.in_dtype), None, None, None, None, None, None, None, None
 
 
 class ISLLoss(nn.Module):
@@ -117,18 +122,23 @@ class ISLLoss(nn.Module):
 
     temperature: tau > 0, recorded for the caller's `MemoryBank.logits(features, loss.temperature)` (the
     logits given to forward must already be divided by it); lam: lambda >= 0, the weight of L2 in "loss".
+    l2_mean: "valid" averages L2 over the anchors with a hard positive; "batch" over all B anchors, as the
+    reference code's LinearCriterion does (the two differ only when some anchors have none: singleton_hard skip).
     block_rows: rows per block of the fused pass (a speed knob, no effect on values; smaller blocks stay in
     cache, larger ones launch fewer parallel regions, which matters when other processes share the cores).
     """
 
-    def __init__(self, temperature: float = 0.1, lam: float = 0.5, block_rows: int = 64) -> None:
+    def __init__(self, temperature: float = 0.1, lam: float = 0.5, block_rows: int = 64,
+                 l2_mean: str = "valid") -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
         if not lam >= 0:
             raise ValueError(f"lambda (lam, the weight of L2) must be >= 0, got {lam}")
         if block_rows < 1:
             raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-        self.lam, self.block_rows = float(lam), int(block_rows)
+        if l2_mean not in L2_MEANS:
+            raise ValueError(f"l2_mean must be one of {L2_MEANS}, got {l2_mean!r}")
+        self.lam, self.block_rows, self.l2_mean = float(lam), int(block_rows), l2_mean
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, lam={self.lam}"
@@ -136,7 +146,7 @@ class ISLLoss(nn.Module):
     def forward(self, logits: torch.Tensor, pos_idx: torch.Tensor, pos_mask: torch.Tensor,
                 hard_logits: torch.Tensor | None = None,
                 hard_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Return {"l1": mean L1, "l2": mean L2 over valid anchors, "loss": l1 + lam * l2} (scalars).
+        """Return {"l1": mean L1, "l2": mean L2 (see l2_mean), "loss": l1 + lam * l2} (scalars).
 
         logits: B x N = f . V^T / tau (requires grad); pos_idx, pos_mask: B x M (distinct indices of P_i
         where the mask is True; i itself included); hard_logits: B x N = f^hard . V^T / tau (no gradient
@@ -165,24 +175,32 @@ class ISLLoss(nn.Module):
         hard_valid = hard_valid.to(logits.device, torch.bool)
         want_grad = logits.requires_grad and torch.is_grad_enabled()
         l1, l2, loss = _ISLTerms.apply(logits, hard_logits, pos_idx, pos_mask, hard_valid, self.lam,
-                                       self.block_rows, want_grad)
+                                       self.block_rows, want_grad, self.l2_mean == "batch")
         return {"l1": l1, "l2": l2, "loss": loss}
 
 
 @torch.no_grad()
 def hard_positive_logits(features: torch.Tensor, anchors: torch.Tensor, bank, positives, temperature: float,
                          mode: str = "least_similar", second_view: torch.Tensor | None = None,
-                         similarities: torch.Tensor | None = None,
-                         chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         similarities: torch.Tensor | None = None, chunk_size: int | None = None,
+                         query: str = "feature") -> tuple[torch.Tensor, torch.Tensor]:
     """Targets of L2 for a batch: -> (hard_logits B x N, hard_valid B bool), no gradient.
 
     features: B x d encoder features f_i; bank: a MemoryBank; positives: a PositiveSets; mode: least_similar
     (paper) | most_similar (reference code). The hard feature is the bank row of the chosen mined positive;
     for anchors with P_i = {i} it is `second_view` (B x d, features of another augmentation of image i), or,
     when second_view is None, those anchors are marked invalid (the reference code's skip). similarities:
-    optional B x N (e.g. the step's logits) to pick the hard positive without another matmul.
+    optional B x N (e.g. the step's logits) to pick the hard positive without another matmul. query: rank the
+    mined positives by f_i . v_j ("feature") or by v_i . v_j ("bank_row", the anchor's own bank row, as the
+    reference code does; `similarities` is then unused).
     """
-    idx, has_mined = positives.hard_positive(features, anchors, bank, mode, similarities=similarities)
+    if query not in HARD_POSITIVE_QUERIES:
+        raise ValueError(f"query must be one of {HARD_POSITIVE_QUERIES}, got {query!r}")
+    if query == "bank_row":
+        ranked_by, similarities = bank.bank[anchors].to(features.dtype), None              # B x d, v_i
+    else:
+        ranked_by = features                                                               # B x d, f_i
+    idx, has_mined = positives.hard_positive(ranked_by, anchors, bank, mode, similarities=similarities)
     hard = bank.bank[idx].to(features.dtype)                                      # B x d
     if second_view is not None:
         hard = torch.where(has_mined[:, None], hard, second_view.detach().to(features.dtype))

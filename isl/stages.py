@@ -68,7 +68,8 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         if objective.lam > 0:
             hard_logits, hard_valid = hard_positive_logits(
                 f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
-                second_view=f2, similarities=logits.detach(), chunk_size=isl.bank_chunk or None)
+                second_view=f2, similarities=logits.detach(), chunk_size=isl.bank_chunk or None,
+                query=isl.hard_positive_query)
         terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):

@@ -64,7 +64,7 @@ class ISLRun:
         self.strategy: Strategy = STRATEGIES[cfg.isl.mining.strategy]
         # a strategy without L2 (none) is NPID (Wu et al. 2018) exactly: L1 with P_i = {i}
         lam = cfg.isl.lam if self.strategy.uses_l2 else 0.0
-        self.objective = ISLLoss(cfg.isl.temperature, lam)
+        self.objective = ISLLoss(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)
         n_views = 2 if needs_second_view(cfg, self.objective) else 1
         if cfg.data.name == "digits":
             # digits: raw 1 x 8 x 8 tensors; the views are drawn on the whole batch at once (~50x faster)

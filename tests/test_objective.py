@@ -177,3 +177,48 @@ def test_bad_arguments():
         loss(logits, torch.full((2, 1), 5), torch.ones(2, 1, dtype=torch.bool))
     with pytest.raises(ValueError, match="hard_logits"):
         loss(logits, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), torch.randn(2, 4))
+
+
+def test_reference_code_choices_against_official_loop():
+    """singleton_hard skip + most_similar by v_i . v_j + l2_mean batch = the reference LinearCriterion, per sample:
+    loss = (1/B) sum_i [-log sum_{j in P_i} p_ij + lam [i has a mined positive] KL(p_i || p_hp(i))],
+    hp(i) = argmax_{j in P_i \\ {i}} v_i . v_j (the anchor's bank row, not its feature f_i)."""
+    tau, lam = 0.2, 0.5
+    bank, pos, anchors, f, _ = _setup(pairs=6, seed=3)
+    f = f.clone().requires_grad_()
+    logits = bank.logits(f, tau)
+    pos_idx, pos_mask = pos.padded(anchors)
+    hard_logits, valid = hard_positive_logits(f.detach(), anchors, bank, pos, tau, "most_similar",
+                                              similarities=logits.detach(), query="bank_row")
+    out = ISLLoss(tau, lam, l2_mean="batch")(logits, pos_idx, pos_mask, hard_logits, valid)
+    assert 0 < int(valid.sum()) < len(anchors)  # both kinds of anchors present: the denominators differ
+
+    v = bank.bank.double()
+    total = 0.0
+    for row, i in enumerate(anchors.tolist()):
+        p = _softmax_row((f[row].detach().double() @ v.t() / tau).tolist())
+        members = sorted(set(pos.padded(torch.tensor([i]))[0][pos.padded(torch.tensor([i]))[1]].tolist()))
+        total += -math.log(sum(p[j] for j in members))
+        mined = [j for j in members if j != i]
+        if mined:
+            hp = max(mined, key=lambda j: float(v[i] @ v[j]))
+            q = _softmax_row((v[hp] @ v.t() / tau).tolist())
+            total += lam * sum(pk * (math.log(pk) - math.log(qk)) for pk, qk in zip(p, q))
+    assert out["loss"].item() == pytest.approx(total / len(anchors), rel=1e-5)
+    # the gradient equals autograd through the same formula written with torch ops
+    out["loss"].backward()
+    g_fused = f.grad.clone()
+    f.grad = None
+    ls = torch.log_softmax(bank.logits(f, tau), dim=1)                                       # B x N
+    l1 = -torch.logsumexp(ls.gather(1, pos_idx).masked_fill(~pos_mask, float("-inf")), dim=1)  # B
+    kl = (ls.exp() * (ls - torch.log_softmax(hard_logits, dim=1))).sum(1) * valid          # B
+    ((l1 + lam * kl).mean()).backward()
+    torch.testing.assert_close(g_fused, f.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_bank_row_query_differs_from_feature_query():
+    tau = 0.2
+    bank, pos, anchors, f, _ = _setup(pairs=40, seed=1)
+    by_f = hard_positive_logits(f, anchors, bank, pos, tau, "most_similar")[0]
+    by_v = hard_positive_logits(f, anchors, bank, pos, tau, "most_similar", query="bank_row")[0]
+    assert not torch.equal(by_f, by_v)
