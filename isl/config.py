@@ -112,6 +112,7 @@ class ISLConfig:
     hard_positive_query: str = "feature"  # rank mined positives by f_i . v_j (ours) | bank_row: v_i . v_j (code)
     l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
+    fused_objective: bool = False   # the hand-derived fused forward/backward (isl/objective_fused.py), same values
     bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size (memory)
     gan: GANConfig = field(default_factory=GANConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)

@@ -2,7 +2,8 @@
 
 Each function receives its objects as arguments and returns plain metrics; the stage functions in
 `isl/train.py` call them (mining passes come from the strategy's miner, `isl/strategies.py`).
-Notation: f -> `features` (encoder output, unit norm), V -> `bank.bank`, P_i -> `positives`, tau -> `temperature`, lambda -> `lam`, r -> `radius`, h -> `threshold`.
+Notation: f -> `features` (encoder output, unit norm), V -> `bank.bank`, P_i -> `positives`,
+tau -> `objective.temperature` (its one owner), lambda -> `lam`, r -> `radius`, h -> `threshold`.
 """
 from __future__ import annotations
 
@@ -60,17 +61,18 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
             if second_view:  # view 2 is only a target: no autograd graph, no backward through it
                 with torch.no_grad():
                     f2 = model(images[:, 1]).float()                    # B x d
-        logits = bank.logits(f1, isl.temperature, chunk_size=isl.bank_chunk or None)  # B x N
+        logits = bank.logits(f1, objective.temperature, chunk_size=isl.bank_chunk or None)  # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
         # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
         # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
         hard_logits, hard_valid = None, None
         if objective.lam > 0:
             hard_logits, hard_valid = hard_positive_logits(
-                f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
+                f1.detach(), indices, bank, positives, objective.temperature, isl.hard_positive,
                 second_view=f2, similarities=logits.detach(), chunk_size=isl.bank_chunk or None,
                 query=isl.hard_positive_query)
-        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
+        # value checks of pos_idx / pos_mask need a host sync: the first step of each epoch only
+        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid, check=steps == 0)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "

@@ -26,6 +26,7 @@ from .data import MultiView, augment_digits_batch, build_transform, dataset_targ
 from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
 from .objective import ISLLoss
+from .objective_fused import FusedISLLoss
 from .positives import PositiveSets
 from .rundir import RunDir
 from .stages import gan_heldout, needs_second_view, pair_precision, train_encoder_epoch, train_gan_epoch
@@ -64,7 +65,8 @@ class ISLRun:
         self.strategy: Strategy = STRATEGIES[cfg.isl.mining.strategy]
         # a strategy without L2 (none) is NPID (Wu et al. 2018) exactly: L1 with P_i = {i}
         lam = cfg.isl.lam if self.strategy.uses_l2 else 0.0
-        self.objective = ISLLoss(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)
+        loss_cls = FusedISLLoss if cfg.isl.fused_objective else ISLLoss
+        self.objective = loss_cls(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)  # the one owner of tau
         n_views = 2 if needs_second_view(cfg, self.objective) else 1
         if cfg.data.name == "digits":
             # digits: raw 1 x 8 x 8 tensors; the views are drawn on the whole batch at once (~50x faster)

@@ -38,6 +38,7 @@ from isl.memory_bank import MemoryBank  # noqa: E402
 from isl.models import build_encoder  # noqa: E402
 from isl.mining import mine_gan  # noqa: E402
 from isl.objective import ISLLoss, hard_positive_logits  # noqa: E402
+from isl.objective_fused import FusedISLLoss  # noqa: E402
 from isl.positives import PositiveSets  # noqa: E402
 from isl.triplets import build_triplets  # noqa: E402
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enc-batch", type=int, default=32, help="images per encoder step (128 in training)")
     p.add_argument("--enc-repeats", type=int, default=3, help="timed encoder steps of each kind")
     p.add_argument("--arch", default="resnet18", help="encoder of the encoder-step benchmark")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile of the plain objective")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     return p
@@ -90,7 +92,7 @@ def encoder_steps(args, bank: MemoryBank, positives: PositiveSets, objective: IS
         pos_idx, pos_mask = positives.padded(idx)                                     # B x M
         hard, valid = hard_positive_logits(f1.detach(), idx, bank, positives, tau, "least_similar",
                                            second_view=f2, similarities=logits.detach())
-        return objective(logits, pos_idx, pos_mask, hard, valid)["loss"]
+        return objective(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"]
 
     def npid(x, idx):                                    # one view
         f1 = model(x[:, 0])                                                           # B x d
@@ -142,23 +144,32 @@ def main(argv: list[str] | None = None) -> dict:
         F.cross_entropy(bank.logits(f, tau), idx).backward()
         bank.update(idx, f.detach())
 
-    def isl_step(idx, f0, f2):
+    def isl_step(idx, f0, f2, loss=objective):
         f = f0.clone().requires_grad_()
         logits = bank.logits(f, tau)                                                  # B x N, the one matmul
         pos_idx, pos_mask = positives.padded(idx)                                     # B x M
         hard, valid = hard_positive_logits(f.detach(), idx, bank, positives, tau, "least_similar",
                                            second_view=f2, similarities=logits.detach())
-        objective(logits, pos_idx, pos_mask, hard, valid)["loss"].backward()
+        loss(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"].backward()
         bank.update(idx, f.detach())
+
+    fused = FusedISLLoss(tau, args.lam)
+    forms = {"plain": objective, "fused": fused}
+    if args.compile:
+        compiled = ISLLoss(tau, args.lam)
+        compiled.terms = torch.compile(compiled.terms)  # M varies per batch: dynamic shapes
+        forms["compiled"] = compiled
 
     @torch.no_grad()
     def hard_matmul(f2):  # the part of the ISL step that has no NPID counterpart: p^hard's B x N logits
         bank.logits(f2, tau)
 
-    t_npid, t_isl, t_trip, t_hard = [], [], [], []
-    for s in range(steps):  # interleaved, so that background load hits both alike
+    t_npid, t_trip, t_hard = [], [], []
+    t_forms = {name: [] for name in forms}
+    for s in range(steps):  # interleaved, so that background load hits all alike
         for fn, args_, out in ((npid_step, (batches[s], feats[s]), t_npid),
-                               (isl_step, (batches[s], feats[s], views[s]), t_isl),
+                               *((lambda i, f, f2, loss=loss: isl_step(i, f, f2, loss), (batches[s], feats[s], views[s]),
+                                  t_forms[name]) for name, loss in forms.items()),
                                (hard_matmul, (views[s],), t_hard),
                                (lambda i, f: build_triplets(f, i, bank, positives, args.num_candidates, gen),
                                 (batches[s], feats[s]), t_trip)):
@@ -166,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
             fn(*args_)
             if s >= args.warmup:
                 out.append(time.perf_counter() - start)
-    npid_ms, isl_ms, trip_ms, hard_ms = _median_ms(t_npid), _median_ms(t_isl), _median_ms(t_trip), _median_ms(t_hard)
+    npid_ms, trip_ms, hard_ms = _median_ms(t_npid), _median_ms(t_trip), _median_ms(t_hard)
+    form_ms = {name: _median_ms(t) for name, t in t_forms.items()}
+    isl_ms = form_ms["plain"]
 
     torch.manual_seed(args.seed)
     G, D = Generator(d), Discriminator(d)
@@ -186,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
               "backend": args.backend,
               "npid_step_ms": round(npid_ms, 2), "isl_step_ms": round(isl_ms, 2),
               "isl_over_npid": round(isl_ms / npid_ms, 3), "hard_logits_matmul_ms": round(hard_ms, 2),
+              **{f"isl_{name}_step_ms": round(ms, 2) for name, ms in form_ms.items()},
               "triplets_ms": round(trip_ms, 2),
               "num_candidates": args.num_candidates, "mining_pass_s": round(mine_s, 2),
               "mining_accepted_anchors": res.num_accepted_anchors, "mining_candidate_pairs": int(res.pairs_i.numel()),
@@ -196,7 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
               "enc_saving": round(1 - enc["isl_now"] / enc["isl_before"], 3)}
     print(f"N={n} d={d} B={b} threads={args.threads}")
     print(f"NPID step            {npid_ms:9.2f} ms")
-    print(f"ISL step             {isl_ms:9.2f} ms   ISL / NPID = {isl_ms / npid_ms:.3f}  (target <= 1.3)")
+    for name, ms in form_ms.items():
+        print(f"ISL step, {name:9s}  {ms:9.2f} ms   ISL / NPID = {ms / npid_ms:.3f}  (target <= 1.3)"
+              + ("" if name == "plain" else f"; plain / {name} = {isl_ms / ms:.3f}"))
     print(f"  of which p^hard's B x N matmul {hard_ms:.2f} ms (L2's second softmax over the bank; NPID has none)")
     print(f"triplets, one batch  {trip_ms:9.2f} ms   (K={args.num_candidates}; reference code: 200 ms)")
     print(f"mining pass          {mine_s:9.2f} s    ({n} anchors, {args.n_proxies} proxies, top-{args.topk}, "
