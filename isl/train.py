@@ -89,12 +89,12 @@ class ISLRun:
         self.bank = MemoryBank(n, cfg.model.low_dim, momentum=cfg.isl.bank_momentum,
                                generator=torch.Generator().manual_seed(cfg.seed)).to(device)
         self.positives = PositiveSets(n).to(device)
-        g = cfg.isl.gan
-        self.G = Generator(cfg.model.low_dim, noise_dim=g.noise_dim).to(device)
+        gan = cfg.isl.gan
+        self.G = Generator(cfg.model.low_dim, noise_dim=gan.noise_dim).to(device)
         self.D = Discriminator(cfg.model.low_dim).to(device)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=g.lr, betas=(g.beta1, g.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=g.lr, betas=(g.beta1, g.beta2))
-        self.gan_stopper = EarlyStopping(g.patience, g.min_delta)  # on D's held-out loss; reset each round
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=gan.lr, betas=(gan.beta1, gan.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=gan.lr, betas=(gan.beta1, gan.beta2))
+        self.gan_stopper = EarlyStopping(gan.patience, gan.min_delta)  # on D's held-out loss; reset each round
         self.rng = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # GAN, triplets, mining
         split = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
         held = max(1, n // 10)                                  # GAN monitoring only, never trained on
@@ -190,21 +190,21 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
 
 
 def gan_done(s: ISLRun) -> bool:
-    g, n = s.cfg.isl.gan, s.progress.gan_epochs
-    return n >= g.max_epochs or (n >= g.min_epochs and s.gan_stopper.bad_steps >= g.patience)
+    gan, done = s.cfg.isl.gan, s.progress.gan_epochs
+    return done >= gan.max_epochs or (done >= gan.min_epochs and s.gan_stopper.bad_steps >= gan.patience)
 
 
 def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
     """GAN epochs on the frozen bank until D's held-out loss stops improving (at least min_epochs)."""
-    g, p = s.cfg.isl.gan, s.progress
-    bar = tqdm(total=g.max_epochs, initial=p.gan_epochs, desc=f"round {p.round} GAN", dynamic_ncols=True)
+    gan, p = s.cfg.isl.gan, s.progress
+    bar = tqdm(total=gan.max_epochs, initial=p.gan_epochs, desc=f"round {p.round} GAN", dynamic_ncols=True)
     while not gan_done(s):
         stats = train_gan_epoch(s.G, s.D, s.opt_g, s.opt_d, s.bank, s.positives, s.gan_train_anchors, s.cfg, s.rng)
         stats.update(gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, s.cfg, s.rng))
         s.gan_stopper.step(stats["heldout_d_loss"])
         p.gan_epochs += 1
         run.log_metrics({"stage": "gan", "round": p.round, "epoch": p.gan_epochs, **stats},
-                        step=(p.round - 1) * g.max_epochs + p.gan_epochs, prefix="gan/")
+                        step=(p.round - 1) * gan.max_epochs + p.gan_epochs, prefix="gan/")
         bar.update(1)
         bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
         save()
