@@ -75,7 +75,6 @@ class TrainConfig:
     amp: bool = False               # autocast (bfloat16 on CPU, float16 on CUDA)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     eval_every: int = 10            # epochs between evaluations (and always at the end of a stage)
-    log_every: int = 20             # steps between TensorBoard step scalars
     max_steps_per_epoch: int = 0    # >0 caps an epoch (smoke tests only)
 
 
@@ -98,7 +97,7 @@ class GANConfig:
 
 @dataclass
 class MiningConfig:
-    strategy: str = "gan"           # gan (ISL) | knn (Euclidean neighbours) | none (NPID)
+    strategy: str = "gan"           # a name in isl.strategies.STRATEGIES: gan (ISL) | knn | none (NPID)
     radius: float = 0.632           # r, Euclidean on unit vectors (0.632 = cosine 0.8, the reference's
                                     # adaptive radius at D = 0.5)
     radius_mode: str = "fixed"      # fixed | adaptive_cosine (reference: cos > R + (1 - s)(1 - R))
@@ -118,8 +117,11 @@ class ISLConfig:
     lam: float = 0.5                # lambda: weight of L2 (hard positive enhancement)
     hard_positive: str = "least_similar"  # least_similar (paper) | most_similar (reference code)
     singleton_hard: str = "second_view"   # second_view (paper) | skip (reference code: no L2 without mined)
+    hard_positive_query: str = "feature"  # rank mined positives by f_i . v_j (ours) | bank_row: v_i . v_j (code)
+    l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
-    bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size
+    fused_objective: bool = False   # the hand-derived fused forward/backward (isl/objective_fused.py), same values
+    bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size (memory)
     gan: GANConfig = field(default_factory=GANConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
@@ -374,14 +376,25 @@ def validate(c: Config) -> None:
     _check(mine.n_proxies >= 1, f"isl.mining.n_proxies must be >= 1, got {mine.n_proxies}")
     _check(mine.quota > 0, f"isl.mining.quota must be > 0, got {mine.quota}")
     _check(0 <= mine.adaptive_base < 1, f"isl.mining.adaptive_base must be in [0, 1), got {mine.adaptive_base}")
-    _choice(isl.hard_positive, ("least_similar", "most_similar"), "isl.hard_positive")
-    _choice(isl.singleton_hard, ("second_view", "skip"), "isl.singleton_hard")
-    _choice(mine.strategy, ("gan", "knn", "none"), "isl.mining.strategy")
-    _choice(mine.radius_mode, ("fixed", "adaptive_cosine"), "isl.mining.radius_mode")
-    _choice(gan.positive_source, ("mined", "self"), "isl.gan.positive_source")
-    _choice(c.optim.schedule, ("cosine", "step", "constant"), "optim.schedule")
+    # the choice lists live with the code that implements them (imported here, not copied)
+    from .mining import RADIUS_MODES
+    from .neighbors import BACKENDS
+    from .objective import HARD_POSITIVE_QUERIES, L2_MEANS, SINGLETON_HARD_MODES
+    from .positives import HARD_POSITIVE_MODES
+    from .strategies import STRATEGIES
+    from .training import SCHEDULES
+    from .triplets import POSITIVE_SOURCES
+    _choice(isl.hard_positive, HARD_POSITIVE_MODES, "isl.hard_positive")
+    _choice(isl.singleton_hard, SINGLETON_HARD_MODES, "isl.singleton_hard")
+    _choice(isl.hard_positive_query, HARD_POSITIVE_QUERIES, "isl.hard_positive_query")
+    _choice(isl.l2_mean, L2_MEANS, "isl.l2_mean")
+    _choice(mine.strategy, tuple(STRATEGIES), "isl.mining.strategy")
+    _choice(mine.radius_mode, RADIUS_MODES, "isl.mining.radius_mode")
+    _choice(gan.positive_source, POSITIVE_SOURCES, "isl.gan.positive_source")
+    _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
-    _choice(c.eval.backend, ("auto", "faiss", "torch"), "eval.backend")
+    _choice(c.eval.backend, BACKENDS, "eval.backend")
+    _check(isl.bank_chunk >= 0, f"isl.bank_chunk must be >= 0 (0 = one matmul), got {isl.bank_chunk}")
     _check(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
     _check(c.train.batch_size >= 2, f"train.batch_size must be >= 2, got {c.train.batch_size}")
     _check(c.model.low_dim >= 2, f"model.low_dim must be >= 2, got {c.model.low_dim}")

@@ -16,8 +16,6 @@ A GAN that has not learned (D at chance) makes mining harmful: check `gan_qualit
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -134,22 +132,6 @@ def gan_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d
     return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": torch.sigmoid(real.detach()).mean(),
             "d_fake_pos": torch.sigmoid(fake_pos.detach()).mean(),
             "d_fake_neg": torch.sigmoid(fake_neg.detach()).mean()}
-
-
-def gan_epoch(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], alpha: float,
-              generator: torch.Generator | None = None) -> dict[str, float]:
-    """`gan_step` over an iterable of (a, p, n) batches; returns the batch means as floats (and "steps")."""
-    G.train(), D.train()
-    sums: dict[str, torch.Tensor] = {}
-    steps = 0
-    for a, p, n in batches:
-        for key, value in gan_step(G, D, opt_g, opt_d, a, p, n, alpha, generator).items():
-            sums[key] = sums[key] + value if key in sums else value
-        steps += 1
-    out = {key: float(value) / max(steps, 1) for key, value in sums.items()}
-    out["steps"] = steps
-    return out
 
 
 @torch.no_grad()

@@ -113,22 +113,6 @@ class MemoryBank(nn.Module):
         norm = mixed.norm(dim=1, keepdim=True)                                # U x 1
         self.bank[uniq] = torch.where(norm > 1e-12, mixed / norm.clamp_min(1e-12), old)
 
-    @torch.no_grad()
-    def write(self, indices: torch.Tensor, features: torch.Tensor) -> None:
-        """Overwrite rows with normalised features (e.g. to refresh the bank from freshly extracted features).
-
-        indices B, features B x d; duplicate indices: the features are averaged, as in `update`.
-        """
-        self._check_features(features)
-        indices = self._check_indices(indices, features.shape[0])
-        if indices.numel() == 0:
-            return
-        feats = features.detach().to(self.bank.device, self.bank.dtype)
-        uniq, inverse = torch.unique(indices, return_inverse=True)
-        sums = torch.zeros(uniq.numel(), self.dim, dtype=feats.dtype, device=feats.device)
-        sums.index_add_(0, inverse, feats)
-        self.bank[uniq] = F.normalize(sums, dim=1)  # the mean and the sum have the same direction
-
 
 def as_bank_tensor(bank: "MemoryBank | torch.Tensor") -> torch.Tensor:
     """The N x d rows of a MemoryBank, or a N x d tensor passed through."""

@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -104,10 +103,6 @@ class RunDir:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("round", "epoch"):
                     self.tb.add_scalar(f"{prefix}{key}", value, step)
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        if self.tb is not None:
-            self.tb.add_scalar(tag, value, step)
-
     def write_results(self, results: dict[str, Any]) -> Path:
         """results.json in the run dir (with `isl_version`), plus one row appended to runs/<experiment>/results.csv."""
         from .eval.report import write_json
@@ -139,8 +134,3 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     with open(path) as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

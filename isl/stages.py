@@ -1,8 +1,9 @@
-"""The per-stage functions of ISL training (Wang et al., ICCV 2021): encoder epoch, GAN epoch, mining, evaluation.
+"""One epoch of each ISL stage (Wang et al., ICCV 2021): an encoder epoch, a GAN epoch, D's held-out scores.
 
-Each function receives its objects as arguments and returns plain metrics; the round loop in `isl/train.py`
-calls them in order. Notation: f -> `features` (encoder output, unit norm), V -> `bank.bank`, P_i ->
-`positives`, tau -> `temperature`, lambda -> `lam`, r -> `radius`, h -> `threshold`.
+Each function receives its objects as arguments and returns plain metrics; the stage functions in
+`isl/train.py` call them (mining passes come from the strategy's miner, `isl/strategies.py`).
+Notation: f -> `features` (encoder output, unit norm), V -> `bank.bank`, P_i -> `positives`,
+tau -> `objective.temperature` (its one owner), lambda -> `lam`, r -> `radius`, h -> `threshold`.
 """
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ import contextlib
 import time
 
 import torch
-import torch.nn.functional as F
 from .progress import tqdm
 
 from .config import Config
 from .gan import gan_quality, gan_step
 from .memory_bank import MemoryBank
-from .mining import mine_gan, mine_knn
 from .objective import ISLLoss, hard_positive_logits
 from .positives import PositiveSets
 from .training import NonFiniteLossError
@@ -62,16 +61,18 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
             if second_view:  # view 2 is only a target: no autograd graph, no backward through it
                 with torch.no_grad():
                     f2 = model(images[:, 1]).float()                    # B x d
-        logits = bank.logits(f1, isl.temperature)                       # B x N
+        logits = bank.logits(f1, objective.temperature, chunk_size=isl.bank_chunk or None)  # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
         # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
         # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
         hard_logits, hard_valid = None, None
         if objective.lam > 0:
             hard_logits, hard_valid = hard_positive_logits(
-                f1.detach(), indices, bank, positives, isl.temperature, isl.hard_positive,
-                second_view=f2, similarities=logits.detach())
-        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid)
+                f1.detach(), indices, bank, positives, objective.temperature, isl.hard_positive,
+                second_view=f2, similarities=logits.detach(), chunk_size=isl.bank_chunk or None,
+                query=isl.hard_positive_query)
+        # value checks of pos_idx / pos_mask need a host sync: the first step of each epoch only
+        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid, check=steps == 0)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
@@ -118,34 +119,8 @@ def gan_heldout(G, D, bank: MemoryBank, positives: PositiveSets, anchors: torch.
     return {f"heldout_{k}": float(v) for k, v in out.items()}
 
 
-@torch.no_grad()
-def mining_pass(G, D, bank: MemoryBank, positives: PositiveSets, cfg: Config,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Candidate pairs (i, j) from one pass over every anchor; the caller adds them under the quota."""
-    m = cfg.isl.mining
-    anchors = torch.arange(len(bank), device=bank.bank.device)
-    if m.strategy == "knn":
-        res = mine_knn(anchors, bank.bank, positives, radius=m.radius, topk=m.topk or None,
-                       chunk_size=m.chunk_size, backend=cfg.eval.backend)
-    else:
-        G.eval(), D.eval()
-        res = mine_gan(anchors, bank.bank, positives, G, D, radius=m.radius, threshold=m.threshold,
-                       n_proxies=m.n_proxies, topk=m.topk or None, radius_mode=m.radius_mode,
-                       adaptive_base=m.adaptive_base, num_candidates=cfg.isl.gan.num_candidates,
-                       chunk_size=m.chunk_size, backend=cfg.eval.backend, generator=generator,
-                       positive_source=cfg.isl.gan.positive_source)
-    stats = {"candidate_pairs": int(res.pairs_i.numel()), "accepted_anchors": res.num_accepted_anchors,
-             "capped_anchors": res.num_capped}
-    if res.scores is not None:
-        stats["mean_best_score"] = float(res.scores.nanmean())
-    return res.pairs_i, res.pairs_j, stats
-
-
 def pair_precision(positives: PositiveSets, labels: torch.Tensor) -> float:
     """Fraction of mined pairs whose ground-truth labels agree (monitoring only; NaN without pairs)."""
     value = positives.pair_precision(labels)
     return float("nan") if value is None else float(value)
 
-
-def normalize_rows(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=1)

@@ -16,6 +16,7 @@ from .eval import evaluate_embeddings, extract_features
 # config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
 RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
                          "eval.batch_size"}
+SCHEDULES = ("cosine", "step", "constant")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -9,8 +9,6 @@ All of it is batched: one vectorised draw per batch, no loop over anchors.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
 from .memory_bank import as_bank_tensor
@@ -61,22 +59,3 @@ def build_triplets(anchor_features: torch.Tensor, anchors: torch.Tensor, bank, p
     a = anchor_features.detach().to(rows.dtype)
     return a, rows[pos_idx], rows[neg_idx]
 
-
-def triplet_batches(anchors: torch.Tensor, bank, positives: PositiveSets, batch_size: int,
-                    num_candidates: int = 4096, generator: torch.Generator | None = None,
-                    positive_source: str = "mined", features: torch.Tensor | None = None,
-                    shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (a, p, n) batches over `anchors` (shuffled with `generator`), for `gan.gan_epoch`.
-
-    features: N x d anchor features (e.g. freshly extracted, frozen); default: the bank rows themselves.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rows = as_bank_tensor(bank)
-    source = rows if features is None else features
-    anchors = anchors.to(rows.device, torch.int64)
-    if shuffle:
-        anchors = anchors[torch.randperm(anchors.numel(), generator=generator, device=anchors.device)]
-    for start in range(0, anchors.numel(), batch_size):
-        batch = anchors[start:start + batch_size]
-        yield build_triplets(source[batch], batch, rows, positives, num_candidates, generator, positive_source)

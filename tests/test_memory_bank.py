@@ -65,13 +65,6 @@ def test_update_momentum_one_overwrites_and_cancelling_mix_keeps_row():
     assert torch.equal(half.bank[2], old) and torch.isfinite(half.bank).all()
 
 
-def test_write_normalises():
-    bank = MemoryBank(6, 2, generator=_gen(0))
-    bank.write(torch.tensor([0, 3, 3]), torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]))
-    torch.testing.assert_close(bank.bank[0], torch.tensor([1.0, 0.0]))
-    torch.testing.assert_close(bank.bank[3], torch.tensor([0.0, 1.0]))
-
-
 def test_state_dict_round_trip_weights_only():
     bank = MemoryBank(20, 4, momentum=0.5, generator=_gen(0))
     bank.update(torch.arange(5), torch.randn(5, 4, generator=_gen(2)))

@@ -7,6 +7,14 @@ import torch.nn.functional as F
 
 from isl.memory_bank import MemoryBank
 from isl.objective import ISLLoss, hard_positive_logits
+from isl.objective_fused import FusedISLLoss
+
+# every test runs on the plain form (the reference) and on the opt-in fused form
+both_forms = pytest.mark.parametrize("loss_cls", [ISLLoss, FusedISLLoss])
+
+
+def _small_blocks(loss_cls):  # the fused form over blocks of 4 rows, so that its block loop is exercised
+    return {"block_rows": 4} if loss_cls is FusedISLLoss else {}
 from isl.positives import PositiveSets
 
 
@@ -47,7 +55,8 @@ def _setup(n=14, d=4, b=6, seed=0, pairs=10):
 
 @pytest.mark.parametrize("mode", ["least_similar", "most_similar"])
 @pytest.mark.parametrize("second_view", [True, False])
-def test_terms_and_gradient_against_loop(mode, second_view):
+@both_forms
+def test_terms_and_gradient_against_loop(mode, second_view, loss_cls):
     tau, lam = 0.2, 0.7
     bank, pos, anchors, f, f2 = _setup()
     f = f.clone().requires_grad_()
@@ -55,7 +64,7 @@ def test_terms_and_gradient_against_loop(mode, second_view):
     pos_idx, pos_mask = pos.padded(anchors)
     hard_logits, valid = hard_positive_logits(f.detach(), anchors, bank, pos, tau, mode,
                                               second_view=f2 if second_view else None)
-    out = ISLLoss(tau, lam, block_rows=4)(logits, pos_idx, pos_mask, hard_logits, valid)
+    out = loss_cls(tau, lam, **_small_blocks(loss_cls))(logits, pos_idx, pos_mask, hard_logits, valid)
 
     # reference: hard positive chosen by a loop over P_i \ {i}, singletons use the second view (or are skipped)
     sets, hard_rows, ref_valid = [], [], []
@@ -92,39 +101,41 @@ def test_terms_and_gradient_against_loop(mode, second_view):
     torch.testing.assert_close(f.grad.double(), f64.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_separate_terms_are_differentiable_too():
+@both_forms
+def test_separate_terms_are_differentiable_too(loss_cls):
     bank, pos, anchors, f, f2 = _setup(seed=1)
     pos_idx, pos_mask = pos.padded(anchors)
     hard = bank.logits(f2, 0.1)
     grads = []
     for which in ("loss", "sum"):
         x = f.clone().requires_grad_()
-        out = ISLLoss(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
+        out = loss_cls(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
         (out["loss"] if which == "loss" else out["l1"] + 0.5 * out["l2"]).backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[0], grads[1])
     x = f.clone().requires_grad_()
-    out = ISLLoss(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
+    out = loss_cls(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
     out["l2"].backward()
     assert x.grad.abs().sum() > 0
     x = f.clone().requires_grad_()  # a second backward through "loss" (retain_graph) gives the same gradient
-    out = ISLLoss(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
+    out = loss_cls(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, hard)
     out["loss"].backward(retain_graph=True)
     (2 * out["loss"]).backward()
     torch.testing.assert_close(x.grad, 3 * grads[0])
     with torch.no_grad():  # values without a gradient buffer
-        plain = ISLLoss(0.1, 0.5)(bank.logits(f, 0.1), pos_idx, pos_mask, hard)
+        plain = loss_cls(0.1, 0.5)(bank.logits(f, 0.1), pos_idx, pos_mask, hard)
     assert torch.equal(plain["loss"], out["loss"].detach())
 
 
-def test_lam_zero_singletons_equals_npid_cross_entropy():
+@both_forms
+def test_lam_zero_singletons_equals_npid_cross_entropy(loss_cls):
     bank = MemoryBank(500, 8, generator=_gen(2))
     pos = PositiveSets(500)
     idx = torch.cat([torch.tensor([3, 17, 3, 499, 0]), torch.randint(0, 500, (60,), generator=_gen(5))])
     f = F.normalize(torch.randn(65, 8, generator=_gen(3)), dim=1)
     x1, x2 = f.clone().requires_grad_(), f.clone().requires_grad_()
     pos_idx, pos_mask = pos.padded(idx)
-    out = ISLLoss(0.1, lam=0.0)(bank.logits(x1, 0.1), pos_idx, pos_mask, bank.logits(f.flip(0), 0.1))
+    out = loss_cls(0.1, lam=0.0)(bank.logits(x1, 0.1), pos_idx, pos_mask, bank.logits(f.flip(0), 0.1))
     ce = F.cross_entropy(bank.logits(x2, 0.1), idx)
     assert torch.equal(out["loss"].detach(), ce.detach()) and torch.equal(out["l1"].detach(), ce.detach())
     out["loss"].backward()
@@ -133,7 +144,8 @@ def test_lam_zero_singletons_equals_npid_cross_entropy():
 
 
 @pytest.mark.parametrize("case", ["identical_features", "one_sample", "identical_bank"])
-def test_degenerate_inputs_finite(case):
+@both_forms
+def test_degenerate_inputs_finite(case, loss_cls):
     n, d = 8, 4
     bank = MemoryBank(n, d, generator=_gen(4))
     pos = PositiveSets(n)
@@ -146,28 +158,30 @@ def test_degenerate_inputs_finite(case):
     f = f.clone().requires_grad_()
     pos_idx, pos_mask = pos.padded(anchors)
     hard, valid = hard_positive_logits(f.detach(), anchors, bank, pos, 0.1, second_view=f.detach())
-    out = ISLLoss(0.1, 0.5)(bank.logits(f, 0.1), pos_idx, pos_mask, hard, valid)
+    out = loss_cls(0.1, 0.5)(bank.logits(f, 0.1), pos_idx, pos_mask, hard, valid)
     out["loss"].backward()
     assert all(torch.isfinite(v) for v in out.values()) and torch.isfinite(f.grad).all()
 
 
-def test_no_valid_hard_positive_gives_zero_l2():
+@both_forms
+def test_no_valid_hard_positive_gives_zero_l2(loss_cls):
     bank, pos, anchors, f, _ = _setup(seed=5)
     pos_idx, pos_mask = pos.padded(anchors)
     none = torch.zeros(len(anchors), dtype=torch.bool)
     x = f.clone().requires_grad_()
-    out = ISLLoss(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, bank.logits(f, 0.1), none)
+    out = loss_cls(0.1, 0.5)(bank.logits(x, 0.1), pos_idx, pos_mask, bank.logits(f, 0.1), none)
     assert float(out["l2"].detach()) == 0.0
     out["loss"].backward()
     assert torch.isfinite(x.grad).all()
 
 
-def test_bad_arguments():
+@both_forms
+def test_bad_arguments(loss_cls):
     with pytest.raises(ValueError, match="temperature"):
-        ISLLoss(temperature=0.0)
+        loss_cls(temperature=0.0)
     with pytest.raises(ValueError, match="lambda"):
-        ISLLoss(lam=-1.0)
-    loss = ISLLoss()
+        loss_cls(lam=-1.0)
+    loss = loss_cls()
     logits = torch.randn(2, 5)
     with pytest.raises(ValueError, match="pos_idx"):
         loss(logits, torch.zeros(3, 1, dtype=torch.long), torch.ones(3, 1, dtype=torch.bool))
@@ -177,3 +191,67 @@ def test_bad_arguments():
         loss(logits, torch.full((2, 1), 5), torch.ones(2, 1, dtype=torch.bool))
     with pytest.raises(ValueError, match="hard_logits"):
         loss(logits, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), torch.randn(2, 4))
+
+
+@both_forms
+def test_reference_code_choices_against_official_loop(loss_cls):
+    """singleton_hard skip + most_similar by v_i . v_j + l2_mean batch = the reference LinearCriterion, per sample:
+    loss = (1/B) sum_i [-log sum_{j in P_i} p_ij + lam [i has a mined positive] KL(p_i || p_hp(i))],
+    hp(i) = argmax_{j in P_i \\ {i}} v_i . v_j (the anchor's bank row, not its feature f_i)."""
+    tau, lam = 0.2, 0.5
+    bank, pos, anchors, f, _ = _setup(pairs=6, seed=3)
+    f = f.clone().requires_grad_()
+    logits = bank.logits(f, tau)
+    pos_idx, pos_mask = pos.padded(anchors)
+    hard_logits, valid = hard_positive_logits(f.detach(), anchors, bank, pos, tau, "most_similar",
+                                              similarities=logits.detach(), query="bank_row")
+    out = loss_cls(tau, lam, l2_mean="batch")(logits, pos_idx, pos_mask, hard_logits, valid)
+    assert 0 < int(valid.sum()) < len(anchors)  # both kinds of anchors present: the denominators differ
+
+    v = bank.bank.double()
+    total = 0.0
+    for row, i in enumerate(anchors.tolist()):
+        p = _softmax_row((f[row].detach().double() @ v.t() / tau).tolist())
+        members = sorted(set(pos.padded(torch.tensor([i]))[0][pos.padded(torch.tensor([i]))[1]].tolist()))
+        total += -math.log(sum(p[j] for j in members))
+        mined = [j for j in members if j != i]
+        if mined:
+            hp = max(mined, key=lambda j: float(v[i] @ v[j]))
+            q = _softmax_row((v[hp] @ v.t() / tau).tolist())
+            total += lam * sum(pk * (math.log(pk) - math.log(qk)) for pk, qk in zip(p, q))
+    assert out["loss"].item() == pytest.approx(total / len(anchors), rel=1e-5)
+    # the gradient equals autograd through the same formula written with torch ops
+    out["loss"].backward()
+    g_fused = f.grad.clone()
+    f.grad = None
+    ls = torch.log_softmax(bank.logits(f, tau), dim=1)                                       # B x N
+    l1 = -torch.logsumexp(ls.gather(1, pos_idx).masked_fill(~pos_mask, float("-inf")), dim=1)  # B
+    kl = (ls.exp() * (ls - torch.log_softmax(hard_logits, dim=1))).sum(1) * valid          # B
+    ((l1 + lam * kl).mean()).backward()
+    torch.testing.assert_close(g_fused, f.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_bank_row_query_differs_from_feature_query():
+    tau = 0.2
+    bank, pos, anchors, f, _ = _setup(pairs=40, seed=1)
+    by_f = hard_positive_logits(f, anchors, bank, pos, tau, "most_similar")[0]
+    by_v = hard_positive_logits(f, anchors, bank, pos, tau, "most_similar", query="bank_row")[0]
+    assert not torch.equal(by_f, by_v)
+
+
+@pytest.mark.parametrize("l2_mean", ["valid", "batch"])
+def test_fused_form_equals_plain_form(l2_mean):
+    tau, lam = 0.1, 0.5
+    bank, pos, anchors, f, _ = _setup(n=300, d=8, b=40, pairs=200, seed=7)
+    pos_idx, pos_mask = pos.padded(anchors)
+    hard, valid = hard_positive_logits(f, anchors, bank, pos, tau, "least_similar")
+    outs, grads = [], []
+    for loss in (ISLLoss(tau, lam, l2_mean), FusedISLLoss(tau, lam, l2_mean, block_rows=16)):
+        x = f.clone().requires_grad_()
+        out = loss(bank.logits(x, tau), pos_idx, pos_mask, hard, valid)
+        out["loss"].backward()
+        outs.append({k: v.detach() for k, v in out.items()})
+        grads.append(x.grad)
+    for key in ("l1", "l2", "loss"):
+        torch.testing.assert_close(outs[0][key], outs[1][key], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)

@@ -132,3 +132,49 @@ def test_encoder_step_views(tmp_path, extra, views):
     assert len(calls) == steps * views
     assert all(b == cfg.train.batch_size for b, _ in calls)
     assert [grad for _, grad in calls] == [True, False] * steps if views == 2 else [True] * steps
+
+
+def test_old_checkpoint_layout_is_refused(tmp_path):
+    """A checkpoint without the format key (the layout before per-stage counters) is a clear error."""
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=1)
+    state = load_checkpoint(run.checkpoint_path)
+    assert state["format"] == 2
+    del state["format"]
+    torch.save(state, run.checkpoint_path)
+    with pytest.raises(CheckpointError, match="cannot be resumed.*start a new run"):
+        run_isl(cfg, run, resume=run.checkpoint_path)
+
+
+def test_gan_early_stopping_state_is_checkpointed(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=3)  # two encoder epochs, one GAN epoch
+    state = load_checkpoint(run.checkpoint_path)
+    assert state["progress"]["stage"] == "gan" and state["progress"]["gan_epochs"] == 1
+    assert state["gan_stopper"]["best"] is not None and state["gan_stopper"]["bad_steps"] == 0
+
+
+def test_a_new_strategy_runs_with_only_a_table_row(tmp_path, monkeypatch):
+    """A strategy registered in isl.strategies.STRATEGIES is accepted by the config and runs end to end."""
+    from isl.mining import MiningResult
+    from isl.strategies import STRATEGIES, Strategy
+
+    def mine_next_index(bank, positives, G, D, cfg, generator):  # pairs (i, i + 1): a toy miner
+        i = torch.arange(len(bank) - 1, device=bank.device)
+        anchors = torch.arange(len(bank), device=bank.device)
+        return MiningResult(pairs_i=i, pairs_j=i + 1, anchors=anchors, accepted=torch.ones_like(anchors, dtype=bool),
+                            scores=None, cos_threshold=torch.full((len(bank),), float("nan")),
+                            num_accepted_anchors=len(i), num_capped=0)
+
+    monkeypatch.setitem(STRATEGIES, "next_index", Strategy(stages=("mining",), method="next_index",
+                                                           uses_l2=True, miner=mine_next_index))
+    cfg = tiny_cfg(tmp_path, "isl.mining.strategy=next_index")
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    results = run_isl(cfg, run)
+    assert results["method"] == "next_index" and results["pairs"] > 0 and results["pair_precision"] >= 0
+    stages = [r["stage"] for r in read_metrics(run.path)]
+    assert "mining" in stages and "gan" not in stages and stages[-2:] == ["encoder", "final"]

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from isl.positives import PositiveSets
-from isl.triplets import build_triplets, triplet_batches, triplet_indices
+from isl.triplets import build_triplets, triplet_indices
 
 
 def _gen(seed):
@@ -50,14 +50,6 @@ def test_positive_is_drawn_from_mined_set():
     for i in range(30):
         assert set(p_idx[anchors == i].tolist()) == _members(pos, i)  # drawn from all of P_i
         assert not set(n_idx[anchors == i].tolist()) & _members(pos, i)
-
-
-def test_triplet_batches_cover_anchors():
-    pos, bank = _setup(seed=5)
-    batches = list(triplet_batches(torch.arange(30), bank, pos, batch_size=8, num_candidates=4, generator=_gen(6)))
-    assert [b[0].shape[0] for b in batches] == [8, 8, 8, 6]
-    anchors_seen = torch.cat([b[0] for b in batches])  # a = bank rows of the (shuffled) anchors
-    assert sorted(map(tuple, anchors_seen.tolist())) == sorted(map(tuple, bank.tolist()))
 
 
 def test_bad_arguments():

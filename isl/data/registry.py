@@ -121,7 +121,9 @@ def build_dataset(name: str, split: str, root: str | Path | None = None, transfo
         return CIFAR100Indexed(data_root, train=split == "train", label_type=label_type, **common)
     if name == "stl10":
         return STL10Indexed(data_root, split=split, **common)
-    return SVHNIndexed(data_root, split=split, **common)
+    if name == "svhn":
+        return SVHNIndexed(data_root, split=split, **common)
+    raise ValueError(f"build_dataset has no branch for data set {name!r}; add one next to the others")
 
 
 def dataset_targets(ds: Dataset) -> torch.Tensor:

@@ -11,8 +11,13 @@ other processes hits both alike):
   L2, backward w.r.t. the features, bank update;
 - triplets of one batch (p drawn from P_i, n the hardest of K random entries outside P_i);
 - one mining pass over every anchor with an untrained G and D and a threshold that accepts every anchor
-  (the most neighbour-search work a pass can do).
-Targets from the project's issue: ISL / NPID <= 1.3; mining pass <= 60 s on 2 cores.
+  (the most neighbour-search work a pass can do);
+- the full encoder step on CIFAR-shaped synthetic images (3 x 32 x 32, the project's ResNet-18, SGD step and
+  bank update included): NPID (one view); ISL as `isl.stages.train_encoder_epoch` does it (view 1 with
+  autograd, view 2 under no_grad); and ISL as it was before (both views through one forward and backward,
+  view 2's gradient thrown away). On CPU a small --enc-batch keeps it quick; the ratios are what to read.
+Targets from the project's issue: objective ISL / NPID <= 1.3; encoder step ISL / NPID <= 1.25; mining pass
+<= 60 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ import torch.nn.functional as F  # noqa: E402
 
 from isl.gan import Discriminator, Generator  # noqa: E402
 from isl.memory_bank import MemoryBank  # noqa: E402
+from isl.models import build_encoder  # noqa: E402
 from isl.mining import mine_gan  # noqa: E402
 from isl.objective import ISLLoss, hard_positive_logits  # noqa: E402
+from isl.objective_fused import FusedISLLoss  # noqa: E402
 from isl.positives import PositiveSets  # noqa: E402
 from isl.triplets import build_triplets  # noqa: E402
 
@@ -54,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--mining-repeats", type=int, default=1)
+    p.add_argument("--enc-batch", type=int, default=32, help="images per encoder step (128 in training)")
+    p.add_argument("--enc-repeats", type=int, default=3, help="timed encoder steps of each kind")
+    p.add_argument("--arch", default="resnet18", help="encoder of the encoder-step benchmark")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile of the plain objective")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     return p
@@ -63,11 +74,58 @@ def _median_ms(times: list[float]) -> float:
     return 1000.0 * statistics.median(times)
 
 
+def encoder_steps(args, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
+                  gen: torch.Generator) -> dict[str, float]:
+    """Median seconds of one full encoder step (encoder, objective, SGD step, bank update) of each kind."""
+    tau, b = objective.temperature, args.enc_batch
+    model = build_encoder(args.arch, bank.dim, in_channels=3).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4)
+
+    def finish(loss, idx, f1):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bank.update(idx, f1.detach())
+
+    def isl_loss(f1, f2, idx):
+        logits = bank.logits(f1, tau)                                                 # B x N
+        pos_idx, pos_mask = positives.padded(idx)                                     # B x M
+        hard, valid = hard_positive_logits(f1.detach(), idx, bank, positives, tau, "least_similar",
+                                           second_view=f2, similarities=logits.detach())
+        return objective(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"]
+
+    def npid(x, idx):                                    # one view
+        f1 = model(x[:, 0])                                                           # B x d
+        finish(F.cross_entropy(bank.logits(f1, tau), idx), idx, f1)
+
+    def isl_before(x, idx):                              # both views in one batch, forward and backward
+        f1, f2 = model(x.transpose(0, 1).flatten(0, 1)).chunk(2)                     # B x d each
+        finish(isl_loss(f1, f2, idx), idx, f1)
+
+    def isl_now(x, idx):                                 # view 2 without autograd (isl.stages)
+        f1 = model(x[:, 0])                                                           # B x d
+        with torch.no_grad():
+            f2 = model(x[:, 1])                                                       # B x d
+        finish(isl_loss(f1, f2, idx), idx, f1)
+
+    times: dict[str, list[float]] = {"npid": [], "isl_before": [], "isl_now": []}
+    for rep in range(1 + args.enc_repeats):  # the first round warms up; kinds interleaved against load
+        x = torch.randn(b, 2, 3, 32, 32, generator=gen)                              # B x 2 views x C x H x W
+        idx = torch.randint(0, len(bank), (b,), generator=gen)
+        for name, fn in (("npid", npid), ("isl_before", isl_before), ("isl_now", isl_now)):
+            start = time.perf_counter()
+            fn(x, idx)
+            if rep:
+                times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.quick:
         args.num_samples, args.dim, args.batch, args.num_candidates = 3000, 32, 64, 512
         args.repeats, args.warmup, args.chunk_size = 3, 1, 512
+        args.enc_batch, args.enc_repeats, args.arch = 8, 1, "convnet"
     torch.set_num_threads(args.threads)
     n, d, b, tau = args.num_samples, args.dim, args.batch, args.temperature
     gen = torch.Generator().manual_seed(args.seed)
@@ -86,23 +144,32 @@ def main(argv: list[str] | None = None) -> dict:
         F.cross_entropy(bank.logits(f, tau), idx).backward()
         bank.update(idx, f.detach())
 
-    def isl_step(idx, f0, f2):
+    def isl_step(idx, f0, f2, loss=objective):
         f = f0.clone().requires_grad_()
         logits = bank.logits(f, tau)                                                  # B x N, the one matmul
         pos_idx, pos_mask = positives.padded(idx)                                     # B x M
         hard, valid = hard_positive_logits(f.detach(), idx, bank, positives, tau, "least_similar",
                                            second_view=f2, similarities=logits.detach())
-        objective(logits, pos_idx, pos_mask, hard, valid)["loss"].backward()
+        loss(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"].backward()
         bank.update(idx, f.detach())
+
+    fused = FusedISLLoss(tau, args.lam)
+    forms = {"plain": objective, "fused": fused}
+    if args.compile:
+        compiled = ISLLoss(tau, args.lam)
+        compiled.terms = torch.compile(compiled.terms)  # M varies per batch: dynamic shapes
+        forms["compiled"] = compiled
 
     @torch.no_grad()
     def hard_matmul(f2):  # the part of the ISL step that has no NPID counterpart: p^hard's B x N logits
         bank.logits(f2, tau)
 
-    t_npid, t_isl, t_trip, t_hard = [], [], [], []
-    for s in range(steps):  # interleaved, so that background load hits both alike
+    t_npid, t_trip, t_hard = [], [], []
+    t_forms = {name: [] for name in forms}
+    for s in range(steps):  # interleaved, so that background load hits all alike
         for fn, args_, out in ((npid_step, (batches[s], feats[s]), t_npid),
-                               (isl_step, (batches[s], feats[s], views[s]), t_isl),
+                               *((lambda i, f, f2, loss=loss: isl_step(i, f, f2, loss), (batches[s], feats[s], views[s]),
+                                  t_forms[name]) for name, loss in forms.items()),
                                (hard_matmul, (views[s],), t_hard),
                                (lambda i, f: build_triplets(f, i, bank, positives, args.num_candidates, gen),
                                 (batches[s], feats[s]), t_trip)):
@@ -110,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
             fn(*args_)
             if s >= args.warmup:
                 out.append(time.perf_counter() - start)
-    npid_ms, isl_ms, trip_ms, hard_ms = _median_ms(t_npid), _median_ms(t_isl), _median_ms(t_trip), _median_ms(t_hard)
+    npid_ms, trip_ms, hard_ms = _median_ms(t_npid), _median_ms(t_trip), _median_ms(t_hard)
+    form_ms = {name: _median_ms(t) for name, t in t_forms.items()}
+    isl_ms = form_ms["plain"]
 
     torch.manual_seed(args.seed)
     G, D = Generator(d), Discriminator(d)
@@ -124,21 +193,37 @@ def main(argv: list[str] | None = None) -> dict:
         t_mine.append(time.perf_counter() - start)
     mine_s = statistics.median(t_mine)
 
+    enc = encoder_steps(args, bank, positives, objective, gen)
+
     report = {"num_samples": n, "dim": d, "batch": b, "threads": args.threads, "mean_positives": args.positives,
               "backend": args.backend,
               "npid_step_ms": round(npid_ms, 2), "isl_step_ms": round(isl_ms, 2),
               "isl_over_npid": round(isl_ms / npid_ms, 3), "hard_logits_matmul_ms": round(hard_ms, 2),
+              **{f"isl_{name}_step_ms": round(ms, 2) for name, ms in form_ms.items()},
               "triplets_ms": round(trip_ms, 2),
               "num_candidates": args.num_candidates, "mining_pass_s": round(mine_s, 2),
               "mining_accepted_anchors": res.num_accepted_anchors, "mining_candidate_pairs": int(res.pairs_i.numel()),
-              "n_proxies": args.n_proxies, "topk": args.topk}
+              "n_proxies": args.n_proxies, "topk": args.topk, "arch": args.arch, "enc_batch": args.enc_batch,
+              "enc_npid_s": round(enc["npid"], 3), "enc_isl_before_s": round(enc["isl_before"], 3),
+              "enc_isl_s": round(enc["isl_now"], 3), "enc_isl_over_npid": round(enc["isl_now"] / enc["npid"], 3),
+              "enc_isl_before_over_npid": round(enc["isl_before"] / enc["npid"], 3),
+              "enc_saving": round(1 - enc["isl_now"] / enc["isl_before"], 3)}
     print(f"N={n} d={d} B={b} threads={args.threads}")
     print(f"NPID step            {npid_ms:9.2f} ms")
-    print(f"ISL step             {isl_ms:9.2f} ms   ISL / NPID = {isl_ms / npid_ms:.3f}  (target <= 1.3)")
+    for name, ms in form_ms.items():
+        print(f"ISL step, {name:9s}  {ms:9.2f} ms   ISL / NPID = {ms / npid_ms:.3f}  (target <= 1.3)"
+              + ("" if name == "plain" else f"; plain / {name} = {isl_ms / ms:.3f}"))
     print(f"  of which p^hard's B x N matmul {hard_ms:.2f} ms (L2's second softmax over the bank; NPID has none)")
     print(f"triplets, one batch  {trip_ms:9.2f} ms   (K={args.num_candidates}; reference code: 200 ms)")
     print(f"mining pass          {mine_s:9.2f} s    ({n} anchors, {args.n_proxies} proxies, top-{args.topk}, "
           f"{res.num_accepted_anchors} accepted, {res.pairs_i.numel()} candidate pairs; target <= 60 s)")
+    print(f"encoder step, {args.arch}, B={args.enc_batch} CIFAR-shaped, median of {args.enc_repeats}:")
+    print(f"  NPID (one view)                    {enc['npid']:7.3f} s")
+    print(f"  ISL before (2 views fwd+bwd)       {enc['isl_before']:7.3f} s   ISL / NPID = "
+          f"{enc['isl_before'] / enc['npid']:.3f}")
+    print(f"  ISL now (view 2 without autograd)  {enc['isl_now']:7.3f} s   ISL / NPID = "
+          f"{enc['isl_now'] / enc['npid']:.3f}  (target <= 1.25); saving vs before "
+          f"{100 * (1 - enc['isl_now'] / enc['isl_before']):.1f}%")
     print(json.dumps(report))
     return report
 
