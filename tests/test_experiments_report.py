@@ -196,3 +196,17 @@ def test_group_label_leaves_out_missing_values():
     raw = {"method": "raw_pixels", "experiment": "digits", "isl.gan.alpha": None}
     assert group_label(raw, by) == "raw_pixels digits"
     assert group_label({"method": "isl", "experiment": "d", "isl.gan.alpha": 2.0}, by) == "isl d alpha=2.0"
+
+
+def test_archive_copies_only_small_result_files(runs, tmp_path):
+    run = next(runs.rglob("results.json")).parent
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    (run / "events.out.tfevents.1").write_bytes(b"x")
+    archive = tmp_path / "archive"
+    _report().main([str(runs), "--archive", str(archive), "--out", str(tmp_path / "r.md")])
+    copied = {p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()}
+    assert len([c for c in copied if c.endswith("results.json")]) == 6
+    assert not any("checkpoints" in c or "tfevents" in c for c in copied)
+    again = _report().main([str(archive), "--out", str(tmp_path / "r2.md")])  # the table rebuilds from the archive
+    assert again["rows"] == 6

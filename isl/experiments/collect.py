@@ -217,3 +217,25 @@ def load_published(path: str | Path) -> list[dict[str, Any]]:
         rows.append({**entry, "method": f"{entry['method']} (published)",
                      "experiment": spec.get("dataset", Path(path).stem), "seed": None, "published": True})
     return rows
+
+
+ARCHIVED_FILES = ("results.json", "config.yaml", "metrics.jsonl")
+
+
+def archive_runs(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
+    """Copy the small text files of every finished run under `paths` (ARCHIVED_FILES: never checkpoints or
+    TensorBoard events) to dest/<path relative to the folder given>, so that results can be committed and a
+    table rebuilt from them later (`tools/report.py dest`). Returns the archived run folders."""
+    import shutil
+
+    out = []
+    for root in map(Path, paths):
+        for run_dir in find_run_dirs([root]):
+            rel = run_dir.relative_to(root) if run_dir != root else Path(run_dir.name)
+            target = Path(dest) / rel
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ARCHIVED_FILES:
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, target / name)
+            out.append(target)
+    return out

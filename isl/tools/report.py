@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from isl.experiments.collect import collect, load_published, write_csv
+from isl.experiments.collect import archive_runs, collect, load_published, write_csv
 from isl.experiments.grouping import default_group_by, pooled_differences, relevant_only
 from isl.experiments.summary import write_summary
 
@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pooled); with this option the report names the keys a group pools over")
     p.add_argument("--raw-pixels", action="append", default=[], metavar="CFG",
                    help="add a row evaluating raw pixels of this experiment's data (tools/evaluate.py --features raw)")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="first copy each run's results.json, config.yaml and metrics.jsonl (no checkpoints) to DIR, "
+                        "keeping the folder layout, e.g. docs/results/<name>/runs, so the table can be rebuilt later")
     p.add_argument("--published", action="append", default=[], metavar="YAML",
                    help="add rows of published numbers (e.g. docs/results/published/fashion_mnist.yaml), "
                         "marked as published, with their sources under the table")
@@ -165,6 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
     assets, md_path = output_paths(args.out)
     assets.mkdir(parents=True, exist_ok=True)
+    if args.archive and args.paths:
+        archived = archive_runs(args.paths, args.archive)
+        print(f"archived {len(archived)} runs' result files under {args.archive}")
     rows = collect(args.paths) if args.paths else []
     if args.paths and not rows:
         raise SystemExit(f"no finished runs under {', '.join(args.paths)}: no results.json was found below them "
