@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,12 @@ from .progress import disable_progress
 from .rundir import setup_logging
 
 USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError)
+
+
+def summary_line(results: dict, keys: tuple[str, ...]) -> str:
+    """One JSON line of the final metrics (NaN, e.g. the probe when it is off, printed as null)."""
+    return json.dumps({k: None if isinstance(results.get(k), float) and results[k] != results[k] else results.get(k)
+                       for k in keys})
 
 
 def run_cli(main: Callable[[], object]) -> None:

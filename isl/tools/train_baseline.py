@@ -15,11 +15,10 @@ checkpoints/last.pt (readable by tools/evaluate.py and tools/probe.py).
 from __future__ import annotations
 
 import argparse
-import json
 
 from baselines.trainer import run_baseline
 from isl.cli import (add_data_argument, add_run_arguments, apply_output_arguments, baseline_data_base,
-                     find_resume, run_cli)
+                     find_resume, run_cli, summary_line)
 from isl.config import load_config
 from isl.rundir import RunDir
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = run_baseline(cfg, run, resume=ckpt)
     finally:
         run.close()
-    print(json.dumps({k: results[k] for k in ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")}))
+    print(summary_line(results, ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")))
     print(f"run directory: {run.path}")
     return results
 

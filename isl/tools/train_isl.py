@@ -12,9 +12,8 @@ checkpoints/last.pt) and prints the final kNN accuracy, NMI, ACC and ARI.
 from __future__ import annotations
 
 import argparse
-import json
 
-from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli
+from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli, summary_line
 from isl.config import load_config
 from isl.rundir import RunDir
 from isl.train import run_isl
@@ -40,9 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = run_isl(cfg, run, resume=ckpt)
     finally:
         run.close()
-    print(json.dumps({k: None if isinstance(results[k], float) and results[k] != results[k] else results[k]
-                      for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
-                                               "wall_time_s")}))
+    print(summary_line(results, ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
+                                 "wall_time_s")))
     print(f"run directory: {run.path}")
     return results
 
