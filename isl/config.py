@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import typing
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+GAN_STOPS = ("loss", "auc", "budget")          # what ends a round's GAN stage (see isl.train.gan_done)
+THRESHOLD_MODES = ("absolute", "relative")     # h on D's score, or on its calibrated score (isl.gan)
+QUOTA_COUNTS = ("undirected", "directed")      # what isl.mining.quota counts
 
 def _config_dir() -> Path:
     """configs/ of the checkout (source and `pip install -e .`), else the copy a wheel installs as isl/configs."""
@@ -91,8 +96,18 @@ class GANConfig:
     patience: int = 10              # epochs without an improvement of min_delta in the monitored loss
     min_delta: float = 1e-3
     num_candidates: int = 4096      # negatives: the hardest of this many random entries outside P_i
-    positive_source: str = "mined"  # mined: p drawn from P_i (paper) | self: the anchor's own bank row (code)
+    positive_source: str = "mined"  # mined: p drawn from P_i, i included (paper) | other: a member other than i,
+                                    # else the anchor's other vector (view / bank row) | self: v_i (code)
+    anchor: str = "bank_row"        # a = v_i (bank_row) | the encoder's feature of an augmented view (view, code)
+    num_views: int = 2              # augmented-view feature sets computed per round for anchor/positive views
+    negative_pool: float = 1.0      # cap the negative candidates at this fraction of N (1 = num_candidates)
+    d_steps: int = 1                # D updates per G update
+    d_lr: float = 0.0               # D's Adam lr (0 = isl.gan.lr)
+    loss_weights: str = "paper"     # paper: real 1, fakes 1 : alpha | reference: 1/2, fakes share 1/2 as 1 : alpha
+    stop: str = "loss"              # early stop on D's held-out loss | auc: on D's held-out AUC | budget: max_epochs
     min_d_gap: float = 0.0          # mine only if D(real) - D(fake_pos) on held-out triplets exceeds this
+    min_auc: float = 0.0            # mine only if D's held-out AUC (real vs fakes) exceeds this (0.5 = chance)
+    diag_steps: int = 300           # steps of the fresh-D diagnostic on the frozen G each round (0 = off)
 
 
 @dataclass
@@ -103,6 +118,10 @@ class MiningConfig:
     radius_mode: str = "fixed"      # fixed | adaptive_cosine (reference: cos > R + (1 - s)(1 - R))
     adaptive_base: float = 0.6      # R of the adaptive rule (0.3 on ImageNet)
     threshold: float = 0.5          # h: accept the best proxy if D(a, g*, n) > h
+    threshold_mode: str = "absolute"  # absolute: D's score | relative: D's score calibrated so that an
+                                    # uninformed D scores 0.5 under any loss weights (isl.gan.calibrated_logit)
+    fill: str = "random"            # a pass's candidates beyond the quota: random subset | ranked (best first)
+    quota_count: str = "undirected"  # undirected pairs | directed: both directions count (the reference code's rate)
     n_proxies: int = 5              # proxies drawn per anchor; the best by D is kept
     topk: int = 10                  # at most this many neighbours of g* join P_i (0 = no cap)
     quota: float = 0.5              # new undirected pairs per round, as a fraction of N
@@ -391,6 +410,22 @@ def validate(c: Config) -> None:
     _choice(mine.strategy, tuple(STRATEGIES), "isl.mining.strategy")
     _choice(mine.radius_mode, RADIUS_MODES, "isl.mining.radius_mode")
     _choice(gan.positive_source, POSITIVE_SOURCES, "isl.gan.positive_source")
+    from .gan import LOSS_WEIGHTS
+    from .mining import FILLS
+    from .triplets import ANCHORS
+    _choice(gan.anchor, ANCHORS, "isl.gan.anchor")
+    _choice(gan.loss_weights, LOSS_WEIGHTS, "isl.gan.loss_weights")
+    _choice(gan.stop, GAN_STOPS, "isl.gan.stop")
+    _choice(mine.fill, FILLS, "isl.mining.fill")
+    _choice(mine.threshold_mode, THRESHOLD_MODES, "isl.mining.threshold_mode")
+    _choice(mine.quota_count, QUOTA_COUNTS, "isl.mining.quota_count")
+    _check(gan.num_views >= 1, f"isl.gan.num_views must be >= 1, got {gan.num_views}")
+    _check(0 < gan.negative_pool <= 1, f"isl.gan.negative_pool (a fraction of N) must be in (0, 1], got "
+           f"{gan.negative_pool}")
+    _check(gan.d_steps >= 1, f"isl.gan.d_steps must be >= 1, got {gan.d_steps}")
+    _check(gan.d_lr >= 0 and math.isfinite(gan.d_lr), f"isl.gan.d_lr must be >= 0 (0 = isl.gan.lr), got {gan.d_lr}")
+    _check(0 <= gan.min_auc < 1, f"isl.gan.min_auc must be in [0, 1) (0.5 = chance), got {gan.min_auc}")
+    _check(gan.diag_steps >= 0, f"isl.gan.diag_steps must be >= 0, got {gan.diag_steps}")
     _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
     _choice(c.eval.backend, BACKENDS, "eval.backend")

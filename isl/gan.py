@@ -13,12 +13,23 @@ alpha weights the terms where g replaces the negative: larger alpha pulls g towa
 proxy explores further from the anchor. Reference code: G has no noise input (`noise_dim=0` here), D ends in a
 sigmoid (we keep logits and use BCE-with-logits), both Adam lr 1e-4, the fakes weighted 1:1 (alpha = 1).
 A GAN that has not learned (D at chance) makes mining harmful: check `gan_quality` on held-out triplets.
+
+Loss weights (`LOSS_WEIGHTS`): "paper" weights the three D terms real : fake_pos : fake_neg = 1 : 1 : alpha;
+"reference" is the reference code's (real 1/2, the two fakes sharing 1/2 in the ratio 1 : alpha). A D that has
+learned nothing outputs the constant minimising its loss, the UNINFORMED score s0 = w_real / (w_real + w_fakes):
+1 / (2 + alpha) under "paper", 1/2 under "reference". `calibrated_logit` removes that prior: sigmoid(logit(s) -
+logit(s0)) is D's probability under equal class weights (the Bayes posterior when D is optimal), 0.5 for an
+uninformed D under either weighting, so a threshold on it means the same thing under both.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LOSS_WEIGHTS = ("paper", "reference")
 
 
 def check_alpha(alpha: float) -> float:
@@ -93,57 +104,119 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([a, x, n], dim=1)).squeeze(1)
 
 
+def loss_weights(alpha: float, mode: str = "paper") -> tuple[float, float, float]:
+    """Weights of D's terms (real, fake_pos, fake_neg); G weights its two terms as D's two fakes."""
+    alpha = check_alpha(alpha)
+    if mode == "paper":
+        return 1.0, 1.0, alpha
+    if mode == "reference":  # (BCE(real) + (BCE(fp) + alpha BCE(fn)) / (1 + alpha)) / 2
+        return 0.5, 0.5 / (1.0 + alpha), 0.5 * alpha / (1.0 + alpha)
+    raise ValueError(f"loss weights must be one of {LOSS_WEIGHTS}, got {mode!r}")
+
+
+def uninformed_score(alpha: float, mode: str = "paper") -> float:
+    """The constant score s0 that minimises D's loss when D cannot tell real from fake: w_real / sum of weights."""
+    w_real, w_fp, w_fn = loss_weights(alpha, mode)
+    return w_real / (w_real + w_fp + w_fn)
+
+
+def uninformed_logit(alpha: float, mode: str = "paper") -> float:
+    """logit(s0) of `uninformed_score`: 0 under the reference weights, -log(1 + alpha) under the paper's."""
+    s0 = uninformed_score(alpha, mode)
+    return math.log(s0 / (1.0 - s0))
+
+
+def calibrated_logit(logits: torch.Tensor, alpha: float, mode: str = "paper") -> torch.Tensor:
+    """D's logits minus the uninformed logit: sigmoid of the result is 0.5 for an uninformed D (any weights)."""
+    return logits - uninformed_logit(alpha, mode)
+
+
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def discriminator_loss(real: torch.Tensor, fake_pos: torch.Tensor, fake_neg: torch.Tensor,
-                       alpha: float) -> torch.Tensor:
-    """BCE(real -> 1) + BCE(fake_pos -> 0) + alpha BCE(fake_neg -> 0), each a mean over the batch (logits B)."""
-    return _bce(real, 1.0) + _bce(fake_pos, 0.0) + alpha * _bce(fake_neg, 0.0)
+def discriminator_loss(real: torch.Tensor, fake_pos: torch.Tensor, fake_neg: torch.Tensor, alpha: float,
+                       weights: str = "paper") -> torch.Tensor:
+    """w_r BCE(real -> 1) + w_p BCE(fake_pos -> 0) + w_n BCE(fake_neg -> 0), each a mean over the batch (logits B);
+    (w_r, w_p, w_n) = `loss_weights(alpha, weights)`, (1, 1, alpha) for the paper."""
+    w_real, w_fp, w_fn = loss_weights(alpha, weights)
+    return w_real * _bce(real, 1.0) + w_fp * _bce(fake_pos, 0.0) + w_fn * _bce(fake_neg, 0.0)
 
 
-def generator_loss(fake_pos: torch.Tensor, fake_neg: torch.Tensor, alpha: float) -> torch.Tensor:
-    """BCE(fake_pos -> 1) + alpha BCE(fake_neg -> 1) (logits B)."""
-    return _bce(fake_pos, 1.0) + alpha * _bce(fake_neg, 1.0)
+def generator_loss(fake_pos: torch.Tensor, fake_neg: torch.Tensor, alpha: float,
+                   weights: str = "paper") -> torch.Tensor:
+    """w_p BCE(fake_pos -> 1) + w_n BCE(fake_neg -> 1) (logits B); (1, alpha) for the paper, normalised to sum 1
+    for the reference code."""
+    _, w_fp, w_fn = loss_weights(alpha, weights)
+    if weights == "reference":  # the reference code's G loss is not halved
+        w_fp, w_fn = 2 * w_fp, 2 * w_fn
+    return w_fp * _bce(fake_pos, 1.0) + w_fn * _bce(fake_neg, 1.0)
 
 
 def gan_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
              a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, alpha: float,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """One D update then one G update on a batch of real triplets (a, p, n: B x d, treated as constants).
+             generator: torch.Generator | None = None, d_steps: int = 1,
+             weights: str = "paper") -> dict[str, torch.Tensor]:
+    """`d_steps` D updates then one G update on a batch of real triplets (a, p, n: B x d, treated as constants).
 
-    Returns detached scalar tensors (convert to floats at log time): d_loss, g_loss, and D's mean
-    probabilities d_real, d_fake_pos, d_fake_neg on this batch before D's update.
+    Each D update sees fresh proxies (new noise z) of the same triplets; G is updated on the last ones. Returns detached scalar tensors (convert
+    to floats at log time): d_loss (the first D update's), g_loss, and D's mean probabilities d_real,
+    d_fake_pos, d_fake_neg on this batch before D's first update.
     """
     alpha = check_alpha(alpha)
+    if d_steps < 1:
+        raise ValueError(f"d_steps (D updates per G update) must be >= 1, got {d_steps}")
     a, p, n = a.detach(), p.detach(), n.detach()
-    g = G(a, p, n, generator=generator)                                       # B x d
-    real, fake_pos, fake_neg = D(a, p, n), D(a, g.detach(), n), D(a, p, g.detach())  # B each
-    d_loss = discriminator_loss(real, fake_pos, fake_neg, alpha)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
+    for step in range(d_steps):
+        # the last D update's proxies keep their graph: G's update below reuses them (same draws as one step)
+        with torch.set_grad_enabled(step == d_steps - 1):
+            g = G(a, p, n, generator=generator)                               # B x d
+        real, fake_pos, fake_neg = D(a, p, n), D(a, g.detach(), n), D(a, p, g.detach())  # B each
+        loss = discriminator_loss(real, fake_pos, fake_neg, alpha, weights)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+        if step == 0:
+            d_loss, first = loss.detach(), (real.detach(), fake_pos.detach(), fake_neg.detach())
     # G against the updated D; gradients are accumulated into G's parameters only
-    g_loss = generator_loss(D(a, g, n), D(a, p, g), alpha)
+    g_loss = generator_loss(D(a, g, n), D(a, p, g), alpha, weights)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward(inputs=list(G.parameters()))
     opt_g.step()
-    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": torch.sigmoid(real.detach()).mean(),
-            "d_fake_pos": torch.sigmoid(fake_pos.detach()).mean(),
-            "d_fake_neg": torch.sigmoid(fake_neg.detach()).mean()}
+    real, fake_pos, fake_neg = first
+    return {"d_loss": d_loss, "g_loss": g_loss.detach(), "d_real": torch.sigmoid(real).mean(),
+            "d_fake_pos": torch.sigmoid(fake_pos).mean(), "d_fake_neg": torch.sigmoid(fake_neg).mean()}
+
+
+def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Area under the ROC curve of scores that should rank `positive` above `negative` (1-D each).
+
+    The Mann-Whitney statistic with ties counted one half (scikit-learn's roc_auc_score): the probability that a
+    random positive outscores a random negative. 0.5 = no information. NaN when either side is empty.
+    """
+    n_pos, n_neg = positive.numel(), negative.numel()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    scores = torch.cat([positive.flatten(), negative.flatten()]).double()
+    values, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    mid_rank = ends - (counts.double() - 1) / 2                                   # average 1-based rank of a tie
+    rank_sum = mid_rank[inverse[:n_pos]].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 @torch.no_grad()
 def gan_quality(G: Generator, D: Discriminator, a: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
-                alpha: float = 1.0, generator: torch.Generator | None = None) -> dict[str, float]:
+                alpha: float = 1.0, generator: torch.Generator | None = None,
+                weights: str = "paper") -> dict[str, float]:
     """How well D separates real from fake triplets on (held-out) triplets a, p, n (B x d): floats.
 
     d_real / d_fake_pos / d_fake_neg: D's mean probability on (a, p, n), (a, g, n), (a, p, g);
     acc_*: fraction on the right side of 0.5; accuracy: (acc_real + mean of the two fake accuracies) / 2
-    (0.5 = chance); d_loss, g_loss: the training losses on these triplets. A D at chance (accuracy near 0.5,
-    d_loss near (2 + alpha) ln 2) gives no information for mining. Note that a GAN at equilibrium also
-    scores 0.5 everywhere, so look at how the losses moved during training too.
+    (0.5 = chance); auc: ROC AUC of D's score, real against both fakes pooled (0.5 = D learned nothing,
+    whatever the loss weights); auc_pos / auc_neg: real against (a, g, n) only (the triplet mining scores) /
+    against (a, p, g) only; d_loss, g_loss: the training losses on these triplets. A GAN that has not learned
+    scores every triplet near the uninformed level (`uninformed_score`) and has an AUC near 0.5.
     """
     alpha = check_alpha(alpha)
     g = G(a, p, n, generator=generator)
@@ -154,8 +227,10 @@ def gan_quality(G: Generator, D: Discriminator, a: torch.Tensor, p: torch.Tensor
             "d_fake_neg": float(torch.sigmoid(fake_neg).mean()), "acc_real": float(acc_real),
             "acc_fake_pos": float(acc_fp), "acc_fake_neg": float(acc_fn),
             "accuracy": float((acc_real + (acc_fp + acc_fn) / 2) / 2),
-            "d_loss": float(discriminator_loss(real, fake_pos, fake_neg, alpha)),
-            "g_loss": float(generator_loss(fake_pos, fake_neg, alpha))}
+            "auc": roc_auc(real, torch.cat([fake_pos, fake_neg])), "auc_pos": roc_auc(real, fake_pos),
+            "auc_neg": roc_auc(real, fake_neg),
+            "d_loss": float(discriminator_loss(real, fake_pos, fake_neg, alpha, weights)),
+            "g_loss": float(generator_loss(fake_pos, fake_neg, alpha, weights))}
 
 
 class EarlyStopping:

@@ -8,18 +8,19 @@ tau -> `objective.temperature` (its one owner), lambda -> `lam`, r -> `radius`, 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 
 import torch
 from .progress import tqdm
 
 from .config import Config
-from .gan import gan_quality, gan_step
+from .gan import Discriminator, discriminator_loss, gan_quality, gan_step
 from .memory_bank import MemoryBank
 from .objective import ISLLoss, hard_positive_logits
 from .positives import PositiveSets
 from .training import NonFiniteLossError
-from .triplets import build_triplets
+from .triplets import anchor_features, build_triplets
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -90,33 +91,83 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
     return {"l1": l1, "l2": l2, "loss": total, "steps": steps, "sec_per_epoch": time.perf_counter() - start}
 
 
+def num_negative_candidates(cfg: Config, num_samples: int) -> int:
+    """K of the hardest-of-K negative: isl.gan.num_candidates, capped at isl.gan.negative_pool x N."""
+    gan = cfg.isl.gan
+    return max(1, min(gan.num_candidates, int(gan.negative_pool * num_samples)))
+
+
+def gan_triplets(anchors: torch.Tensor, bank: MemoryBank, positives: PositiveSets, views: torch.Tensor | None,
+                 cfg: Config, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real triplets (a, p, n) of `anchors` as configured (isl.gan.anchor / positive_source / negative_pool).
+
+    views: N x d encoder features of one augmented view of every sample (None when the config needs none).
+    """
+    gan, rows = cfg.isl.gan, bank.bank
+    a, alt = anchor_features(anchors, rows, None if views is None else views[anchors], gan.anchor)
+    return build_triplets(a, anchors, rows, positives, num_negative_candidates(cfg, len(rows)), generator,
+                          positive_source=gan.positive_source, alt_features=alt)
+
+
 def train_gan_epoch(G, D, opt_g, opt_d, bank: MemoryBank, positives: PositiveSets, train_anchors: torch.Tensor,
-                    cfg: Config, generator: torch.Generator) -> dict[str, float]:
-    """One pass of GAN training over `train_anchors` on frozen bank features."""
+                    cfg: Config, generator: torch.Generator, views: torch.Tensor | None = None) -> dict[str, float]:
+    """One pass of GAN training over `train_anchors` on frozen bank (and view) features."""
     gan = cfg.isl.gan
     G.train(), D.train()
     order = train_anchors[torch.randperm(len(train_anchors), generator=generator, device=train_anchors.device)]
     sums, steps = {}, 0
     for start in range(0, len(order), gan.batch_size):
         anchors = order[start:start + gan.batch_size]
-        a, p, n = build_triplets(bank.bank[anchors], anchors, bank.bank, positives, gan.num_candidates,
-                                 generator, positive_source=gan.positive_source)
-        out = gan_step(G, D, opt_g, opt_d, a, p, n, gan.alpha, generator)
+        a, p, n = gan_triplets(anchors, bank, positives, views, cfg, generator)
+        out = gan_step(G, D, opt_g, opt_d, a, p, n, gan.alpha, generator, d_steps=gan.d_steps,
+                       weights=gan.loss_weights)
         for key, value in out.items():
             sums[key] = sums.get(key, 0.0) + torch.as_tensor(value).detach().double().cpu()
         steps += 1
-    return {k: float(v / max(steps, 1)) for k, v in sums.items()}
+    out = {k: float(v / max(steps, 1)) for k, v in sums.items()}
+    if not all(math.isfinite(v) for v in out.values()) or not all(
+            bool(torch.isfinite(t).all()) for net in (G, D) for t in net.state_dict().values()):
+        raise NonFiniteLossError(f"the GAN diverged (non-finite losses or weights: {out}); lower isl.gan.lr / "
+                                 f"isl.gan.d_lr or isl.gan.alpha. The last good checkpoint is kept.")
+    return out
 
 
 @torch.no_grad()
 def gan_heldout(G, D, bank: MemoryBank, positives: PositiveSets, anchors: torch.Tensor, cfg: Config,
-                generator: torch.Generator) -> dict[str, float]:
-    """D's scores on real and fake triplets of anchors the GAN never trained on."""
+                generator: torch.Generator, views: torch.Tensor | None = None) -> dict[str, float]:
+    """D's scores and AUCs on real and fake triplets of anchors the GAN never trained on."""
     gan = cfg.isl.gan
-    a, p, n = build_triplets(bank.bank[anchors], anchors, bank.bank, positives, gan.num_candidates, generator,
-                             positive_source=gan.positive_source)
-    out = gan_quality(G, D, a, p, n, alpha=gan.alpha, generator=generator)
+    a, p, n = gan_triplets(anchors, bank, positives, views, cfg, generator)
+    out = gan_quality(G, D, a, p, n, alpha=gan.alpha, generator=generator, weights=gan.loss_weights)
     return {f"heldout_{k}": float(v) for k, v in out.items()}
+
+
+def fresh_discriminator_auc(G, bank: MemoryBank, positives: PositiveSets, train_anchors: torch.Tensor,
+                            heldout_anchors: torch.Tensor, cfg: Config, generator: torch.Generator,
+                            views: torch.Tensor | None = None) -> dict[str, float]:
+    """A diagnostic: train a NEW D for isl.gan.diag_steps steps against the frozen G, then its held-out AUCs.
+
+    If a fresh D separates real from fake triplets (AUC near 1) while the co-trained D does not (near 0.5), the
+    co-trained D is uninformed, not at an equilibrium where G's proxies are indistinguishable from positives.
+    The new D's initial weights come from the global generator: call this inside `torch.random.fork_rng`.
+    """
+    gan = cfg.isl.gan
+    D = Discriminator(bank.bank.shape[1]).to(bank.bank.device)
+    opt = torch.optim.Adam(D.parameters(), lr=gan.d_lr or gan.lr, betas=(gan.beta1, gan.beta2))
+    G.eval()
+    for _ in range(gan.diag_steps):
+        pick = torch.randint(len(train_anchors), (gan.batch_size,), generator=generator, device=train_anchors.device)
+        a, p, n = gan_triplets(train_anchors[pick], bank, positives, views, cfg, generator)
+        with torch.no_grad():
+            g = G(a, p, n, generator=generator)
+        loss = discriminator_loss(D(a, p, n), D(a, g, n), D(a, p, g), gan.alpha, gan.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        q = gan_quality(G, D, *gan_triplets(heldout_anchors, bank, positives, views, cfg, generator),
+                        alpha=gan.alpha, generator=generator, weights=gan.loss_weights)
+    return {"fresh_d_auc": q["auc"], "fresh_d_auc_pos": q["auc_pos"], "fresh_d_auc_neg": q["auc_neg"]}
 
 
 def pair_precision(positives: PositiveSets, labels: torch.Tensor) -> float:

@@ -29,13 +29,15 @@ from .objective_fused import FusedISLLoss
 from .positives import PositiveSets
 from .progress import tqdm
 from .rundir import RunDir, read_metrics
-from .stages import gan_heldout, needs_second_view, pair_precision, train_encoder_epoch, train_gan_epoch
+from .mining import mine_knn, select_pairs
+from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
+                     train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
 from .training import check_same_config, evaluate_model, learning_rate, peak_memory_mb
 
 log = logging.getLogger("isl")
 
-CHECKPOINT_FORMAT = 2  # 2: per-stage counters in Progress, the GAN's EarlyStopping under "gan_stopper"
+CHECKPOINT_FORMAT = 3  # 2: per-stage counters, the GAN's EarlyStopping; 3: D's AUCs in Progress
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Progress:
     total_encoder_epochs: int = 0  # encoder epochs done in the whole run (seeds each epoch's shuffle)
     gan_epochs: int = 0            # GAN epochs done in this round
     d_gap: float | None = None     # D(real) - D(fake_pos) on held-out anchors, measured when mining starts
+    d_auc: float | None = None     # the co-trained D's held-out AUC, real vs fake triplets (same moment)
+    fresh_d_auc: float | None = None  # a freshly trained D's held-out AUC on the frozen G (diagnostic)
     mining_passes: int = 0         # mining passes done in this round
     mined_pairs: int = 0           # new pairs added in this round
     elapsed: float = 0.0           # seconds of training before this process (wall time across resumes)
@@ -93,8 +97,10 @@ class ISLRun:
         self.G = Generator(cfg.model.low_dim, noise_dim=gan.noise_dim).to(device)
         self.D = Discriminator(cfg.model.low_dim).to(device)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=gan.lr, betas=(gan.beta1, gan.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=gan.lr, betas=(gan.beta1, gan.beta2))
-        self.gan_stopper = EarlyStopping(gan.patience, gan.min_delta)  # on D's held-out loss; reset each round
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=gan.d_lr or gan.lr, betas=(gan.beta1, gan.beta2))
+        self.gan_stopper = self.new_gan_stopper()  # on D's held-out loss or AUC; reset each round
+        self.gan_best: dict | None = None  # stop=auc: G and D at the best held-out AUC of this round
+        self._views: tuple[int, torch.Tensor | None] | None = None  # (round, V x N x d), see views_of_round
         self.rng = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # GAN, triplets, mining
         split = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
         held = max(1, n // 10)                                  # GAN monitoring only, never trained on
@@ -107,6 +113,7 @@ class ISLRun:
                 "bank": self.bank.state_dict(), "positives": self.positives.state_dict(),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "gan_stopper": self.gan_stopper.state_dict(),
+                "gan_best": self.gan_best,
                 "gen": self.rng.get_state(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -122,6 +129,7 @@ class ISLRun:
         self.G.load_state_dict(state["G"]), self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
         self.gan_stopper.load_state_dict(state["gan_stopper"])
+        self.gan_best = state["gan_best"]
         self.rng.set_state(state["gen"])
         set_rng_state(state["rng"])
         self.progress = Progress(**state["progress"])
@@ -138,7 +146,53 @@ class ISLRun:
             return
         self.progress = Progress(round=p.round + 1, stage=self.round_stages(p.round + 1)[0],
                                  total_encoder_epochs=p.total_encoder_epochs, elapsed=p.elapsed)
-        self.gan_stopper = EarlyStopping(self.cfg.isl.gan.patience, self.cfg.isl.gan.min_delta)
+        self.gan_stopper, self.gan_best = self.new_gan_stopper(), None
+
+    def new_gan_stopper(self) -> EarlyStopping:
+        gan = self.cfg.isl.gan
+        return EarlyStopping(gan.patience, gan.min_delta, mode="max" if gan.stop == "auc" else "min")
+
+    def needs_views(self) -> bool:
+        """Whether the GAN's triplets use the encoder's features of augmented views (isl.gan.anchor / positive)."""
+        gan = self.cfg.isl.gan
+        return "gan" in self.strategy.stages and (gan.anchor == "view" or gan.positive_source == "other")
+
+    def derived_generator(self, purpose: int) -> torch.Generator:
+        """A generator seeded by (seed, round, purpose): draws that must not move `self.rng` (so a resume that
+        repeats them stays exact) and that give the same values when repeated."""
+        seed = (self.cfg.seed * 1_000_003 + self.progress.round * 101 + purpose) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    @torch.no_grad()
+    def views_of_round(self) -> torch.Tensor | None:
+        """isl.gan.num_views x N x d: the frozen encoder's features of fresh augmented views of every training
+        image (eval mode), or None when the config needs none. Drawn once per round from a seed of (seed,
+        round), so a resumed run recomputes the same tensors instead of storing them in the checkpoint."""
+        rnd = self.progress.round
+        if self._views is not None and self._views[0] == rnd:
+            return self._views[1]
+        views = None
+        if self.needs_views():
+            cfg, n = self.cfg, len(self.train_set)
+            out = torch.empty(cfg.isl.gan.num_views, n, cfg.model.low_dim, device=self.device)
+            seed = (cfg.seed * 1_000_003 + rnd * 101 + 7) % (2**63)
+            was_training = self.model.training
+            self.model.eval()
+            loader = DataLoader(self.train_set, batch_size=max(cfg.train.batch_size, 256), shuffle=False,
+                                num_workers=cfg.data.num_workers)
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(seed)  # every augmentation draw below comes from this seed
+                for v in range(out.shape[0]):
+                    for images, _, idx in loader:
+                        if self.batch_views is not None:  # raw images: one batched augmentation
+                            images = augment_tensor_batch(images, cfg.data.name, cfg.data.augment)
+                        else:                             # the loader's transform drew the views
+                            images = images[:, 0]
+                        out[v, idx.to(self.device)] = self.model(images.to(self.device)).float()
+            self.model.train(was_training)
+            views = out
+        self._views = (rnd, views)
+        return views
 
     def train_loader(self, epoch_seed: int) -> DataLoader:
         shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch_seed)
@@ -192,57 +246,103 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
 
 def gan_done(s: ISLRun) -> bool:
     gan, done = s.cfg.isl.gan, s.progress.gan_epochs
-    return done >= gan.max_epochs or (done >= gan.min_epochs and s.gan_stopper.bad_steps >= gan.patience)
+    if done >= gan.max_epochs or gan.stop == "budget":
+        return done >= gan.max_epochs
+    return done >= gan.min_epochs and s.gan_stopper.bad_steps >= gan.patience
+
+
+def epoch_views(views: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """The view features of GAN epoch / mining pass k (the round's views in turn): N x d or None."""
+    return None if views is None else views[k % views.shape[0]]
 
 
 def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
-    """GAN epochs on the frozen bank until D's held-out loss stops improving (at least min_epochs)."""
+    """GAN epochs on the frozen features until isl.gan.stop says so: D's held-out loss or AUC stops improving
+    (at least min_epochs), or max_epochs (budget). With stop=auc, G and D end at their best held-out AUC."""
     gan, p = s.cfg.isl.gan, s.progress
+    views = s.views_of_round()
     bar = tqdm(total=gan.max_epochs, initial=p.gan_epochs, desc=f"round {p.round} GAN", dynamic_ncols=True)
     while not gan_done(s):
-        stats = train_gan_epoch(s.G, s.D, s.opt_g, s.opt_d, s.bank, s.positives, s.gan_train_anchors, s.cfg, s.rng)
-        stats.update(gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, s.cfg, s.rng))
-        s.gan_stopper.step(stats["heldout_d_loss"])
+        v = epoch_views(views, p.gan_epochs)
+        stats = train_gan_epoch(s.G, s.D, s.opt_g, s.opt_d, s.bank, s.positives, s.gan_train_anchors, s.cfg, s.rng,
+                                views=v)
+        stats.update(gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, s.cfg, s.rng, views=v))
+        s.gan_stopper.step(stats["heldout_auc"] if gan.stop == "auc" else stats["heldout_d_loss"])
+        if gan.stop == "auc" and s.gan_stopper.bad_steps == 0:  # a new best held-out AUC: keep G and D
+            s.gan_best = {"G": {k: v.clone() for k, v in s.G.state_dict().items()},
+                          "D": {k: v.clone() for k, v in s.D.state_dict().items()}, "epoch": p.gan_epochs + 1}
         p.gan_epochs += 1
         run.log_metrics({"stage": "gan", "round": p.round, "epoch": p.gan_epochs, **stats},
                         step=(p.round - 1) * gan.max_epochs + p.gan_epochs, prefix="gan/")
         bar.update(1)
-        bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
+        bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", auc=f"{stats['heldout_auc']:.3f}")
         save()
     bar.close()
+    if s.gan_best is not None and s.gan_best["epoch"] != p.gan_epochs:  # mine with the most informative D
+        s.G.load_state_dict(s.gan_best["G"]), s.D.load_state_dict(s.gan_best["D"])
+        log.info("round %d: G and D restored to GAN epoch %d, the best held-out AUC (%.3f)", p.round,
+                 s.gan_best["epoch"], s.gan_stopper.best)
+
+
+def gan_diagnostics(s: ISLRun, views: torch.Tensor | None) -> dict:
+    """How informative the round's GAN is, measured once before its first mining pass: the co-trained D's
+    held-out scores and AUC, and the AUC of a D trained afresh on the frozen G. Drawn from derived generators
+    inside `fork_rng`, so repeating them on a resume changes no other random draw."""
+    cfg = s.cfg
+    v = epoch_views(views, 0)
+    with torch.random.fork_rng(devices=[s.device] if s.device.type == "cuda" else []):
+        torch.manual_seed(s.derived_generator(1).initial_seed())
+        q = gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, cfg, s.derived_generator(2), views=v)
+        fresh = {}
+        if cfg.isl.gan.diag_steps:
+            fresh = fresh_discriminator_auc(s.G, s.bank, s.positives, s.gan_train_anchors, s.gan_heldout_anchors,
+                                            cfg, s.derived_generator(3), views=v)
+    return {**q, **fresh}
 
 
 def mining_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
     """Mining passes with the strategy's miner until this round's quota of new pairs (a cap) is reached."""
     cfg, p, m = s.cfg, s.progress, s.cfg.isl.mining
-    quota = int(m.quota * len(s.train_set))
+    quota = int(m.quota * len(s.train_set)) // (2 if m.quota_count == "directed" else 1)
+    fill = s.strategy.fill or m.fill
+    uses_gan = "gan" in s.strategy.stages
+    views = s.views_of_round()
     if p.d_gap is None:  # measured once per round, before the first pass (a resume keeps it)
         p.d_gap = float("inf")
-        if "gan" in s.strategy.stages:  # mine only from a GAN whose D separates real from fake triplets
-            q = gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, cfg, s.rng)
-            p.d_gap = q["heldout_d_real"] - q["heldout_d_fake_pos"]
+        if uses_gan:  # mine only from a GAN whose D separates real from fake triplets
+            diag = gan_diagnostics(s, views)
+            p.d_gap = diag["heldout_d_real"] - diag["heldout_d_fake_pos"]
+            p.d_auc, p.fresh_d_auc = diag["heldout_auc"], diag.get("fresh_d_auc")
+            run.log_metrics({"stage": "gan_diag", "round": p.round, **diag}, step=p.round, prefix="gan_diag/")
+            log.info("round %d: co-trained D held-out AUC %.3f (real vs (a, g, n) %.3f); fresh D AUC %s",
+                     p.round, diag["heldout_auc"], diag["heldout_auc_pos"],
+                     f"{diag['fresh_d_auc']:.3f}" if "fresh_d_auc" in diag else "off")
     if p.d_gap <= cfg.isl.gan.min_d_gap:
         log.warning("round %d: D does not separate real from fake triplets on held-out anchors (gap %.4f <= "
                     "isl.gan.min_d_gap %.4f); skipping mining this round", p.round, p.d_gap, cfg.isl.gan.min_d_gap)
         return
+    if uses_gan and p.d_auc is not None and p.d_auc <= cfg.isl.gan.min_auc:
+        log.warning("round %d: D's held-out AUC %.3f <= isl.gan.min_auc %.3f: D has not learned to tell real from "
+                    "fake triplets; skipping mining this round", p.round, p.d_auc, cfg.isl.gan.min_auc)
+        return
     bar = tqdm(total=quota, initial=p.mined_pairs, desc=f"round {p.round} mining", dynamic_ncols=True)
     while p.mining_passes < m.max_passes and p.mined_pairs < quota:
         t0 = time.perf_counter()
-        res = s.strategy.miner(s.bank.bank, s.positives, s.G, s.D, cfg, s.rng)
-        pi, pj, room = res.pairs_i, res.pairs_j, quota - p.mined_pairs
-        if pi.numel() > room:  # keep a random subset of this pass's candidates: the quota is a cap
-            keep = torch.randperm(pi.numel(), generator=s.rng, device=pi.device)[:room]
-            pi, pj = pi[keep], pj[keep]
+        res = s.strategy.miner(s.bank.bank, s.positives, s.G, s.D, cfg, s.rng,
+                               views=epoch_views(views, p.mining_passes))
+        pi, pj = select_pairs(res, quota - p.mined_pairs, fill, s.rng, len(s.train_set))
         added = s.positives.add_pairs(pi, pj)
         p.mined_pairs += added
         p.mining_passes += 1
         bar.update(added)
         stats = {"candidate_pairs": int(res.pairs_i.numel()), "accepted_anchors": res.num_accepted_anchors,
-                 "capped_anchors": res.num_capped}
+                 "capped_anchors": res.num_capped, **(res.diagnostics or {})}
         if res.scores is not None:
             stats["mean_best_score"] = float(res.scores.nanmean())
+        if uses_gan:  # monitoring: are the GAN's pairs ones plain knn would also have found?
+            stats.update(knn_overlap(pi, pj, s.bank.bank, s.positives, s.labels, cfg))
         run.log_metrics({"stage": "mining", "round": p.round, "pass": p.mining_passes, "new_pairs": added,
-                         "pairs": s.positives.num_pairs(), "d_gap": p.d_gap,
+                         "pairs": s.positives.num_pairs(), "d_gap": p.d_gap, "d_auc": p.d_auc,
                          "pair_precision": pair_precision(s.positives, s.labels),
                          "sec_per_pass": time.perf_counter() - t0, **stats},
                         step=p.round * m.max_passes + p.mining_passes, prefix="mining/")
@@ -254,6 +354,31 @@ def mining_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
     bar.close()
     log.info("round %d: %d new pairs (quota %d), %d pairs in all, precision %.3f", p.round, p.mined_pairs, quota,
              s.positives.num_pairs(), pair_precision(s.positives, s.labels))
+
+
+def knn_overlap(pi: torch.Tensor, pj: torch.Tensor, bank: torch.Tensor, positives: PositiveSets,
+                labels: torch.Tensor, cfg: Config) -> dict:
+    """Of the pairs a GAN pass selected: the fraction plain knn mining (same r, topk) would also find, and the
+    label precision of those shared pairs and of the GAN-only ones (labels for monitoring only)."""
+    m, n = cfg.isl.mining, positives.num_samples
+    knn = mine_knn(torch.arange(n, device=bank.device), bank, positives, radius=m.radius, topk=m.topk or None,
+                   chunk_size=m.chunk_size, backend=cfg.eval.backend, exclude_existing=False)
+    key = lambda i, j: torch.minimum(i, j) * n + torch.maximum(i, j)
+    knn_keys = torch.unique(key(knn.pairs_i, knn.pairs_j))
+    if pi.numel() == 0:
+        return {"frac_knn_shared": float("nan"), "precision_shared": float("nan"), "precision_gan_only": float("nan")}
+    shared = torch.isin(key(pi, pj), knn_keys)
+    same = labels[pi] == labels[pj]
+    prec = lambda mask: float(same[mask].double().mean()) if bool(mask.any()) else float("nan")
+    return {"frac_knn_shared": float(shared.double().mean()), "precision_shared": prec(shared),
+            "precision_gan_only": prec(~shared)}
+
+
+def last_gan_diagnostics(run: RunDir) -> dict:
+    """The last round's GAN diagnostics for results.json: D's held-out AUC and the fresh D's (None: no GAN)."""
+    diags = [r for r in read_metrics(run.path) if r.get("stage") == "gan_diag"]
+    last = diags[-1] if diags else {}
+    return {"d_auc": last.get("heldout_auc"), "fresh_d_auc": last.get("fresh_d_auc")}
 
 
 STAGES = {"encoder": encoder_stage, "gan": gan_stage, "mining": mining_stage}
@@ -283,7 +408,8 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
                "seed": cfg.seed, "pairs": s.positives.num_pairs(),
                "pair_precision": pair_precision(s.positives, s.labels), "epochs": p.total_encoder_epochs,
-               "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on}
+               "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
+               **last_gan_diagnostics(run)}
     save_checkpoint(run.checkpoint_path, s.state_dict())
     run.write_results(results)
     run.log_metrics({"stage": "final", **results})

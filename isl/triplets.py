@@ -1,10 +1,17 @@
 """Triplets (anchor, positive, negative) for the proxy GAN of ISL (Wang et al., ICCV 2021).
 
 Notation -> code: T_r = (f^a, f^p, f^n) -> (a, p, n), B x d each; P_i -> `positives`; the memory bank V ->
-`bank` (N x d rows). For anchor i: a = its feature (the encoder's output, or its bank row on frozen
-features); p = the bank row of a positive drawn uniformly from P_i (the paper; i itself is one of the choices)
-or, with positive_source="self", the anchor's own bank row (the reference code); n = the bank row of the
-hardest (most similar to a) of `num_candidates` random entries outside P_i (the reference code: 4096).
+`bank` (N x d rows); the encoder's feature of a fresh augmented view of image i -> `views` (a row per anchor).
+
+- anchor (`ANCHORS`): "view" = the encoder's feature of a fresh augmented view of i (the reference code: the GAN
+  and the miner see the encoder's output for an augmented image); "bank_row" = v_i (frozen features).
+- positive (`POSITIVE_SOURCES`): "mined" = the bank row of a member of P_i drawn uniformly, i itself included
+  (the paper's "a positive from P_i"; with a bank-row anchor and P_i = {i} that makes p = a exactly);
+  "other" = a member of P_i other than i when P_i has one, else the other one of {view feature, bank row} of i
+  than the anchor, so p is never the anchor's own vector; "self" = v_i (the reference code).
+- negative: the hardest (most similar to a) of `num_candidates` random entries outside P_i (reference: 4096;
+  on a small N cap it well below N, or the hardest of K is simply a's nearest neighbour).
+
 All of it is batched: one vectorised draw per batch, no loop over anchors.
 """
 from __future__ import annotations
@@ -14,7 +21,8 @@ import torch
 from .memory_bank import as_bank_tensor
 from .positives import PositiveSets
 
-POSITIVE_SOURCES = ("mined", "self")
+POSITIVE_SOURCES = ("mined", "other", "self")
+ANCHORS = ("bank_row", "view")
 
 
 def triplet_indices(anchor_features: torch.Tensor, anchors: torch.Tensor, bank, positives: PositiveSets,
@@ -37,8 +45,9 @@ def triplet_indices(anchor_features: torch.Tensor, anchors: torch.Tensor, bank, 
     if anchor_features.dim() != 2 or anchor_features.shape != (anchors.shape[0], rows.shape[1]):
         raise ValueError(f"anchor_features must be B x d = {(anchors.shape[0], rows.shape[1])}, got "
                          f"{tuple(anchor_features.shape)}")
-    if positive_source == "mined":
-        pos_idx = positives.sample_positive(anchors, generator, include_self=include_self)      # B
+    if positive_source in ("mined", "other"):
+        pos_idx = positives.sample_positive(anchors, generator,
+                                            include_self=include_self and positive_source == "mined")  # B
     else:
         pos_idx = anchors.to(rows.device, torch.int64)                                         # B
     neg_idx = positives.hardest_negative(anchor_features, anchors, rows, num_candidates, generator,
@@ -46,16 +55,37 @@ def triplet_indices(anchor_features: torch.Tensor, anchors: torch.Tensor, bank, 
     return pos_idx, neg_idx
 
 
+def anchor_features(anchors: torch.Tensor, bank: torch.Tensor, views: torch.Tensor | None,
+                    anchor: str = "bank_row") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(a, alt): the anchors' features under `anchor` and the other one of {view feature, bank row} (or None).
+
+    anchors: B indices; bank: N x d; views: B x d view features of the same anchors (None: no view available).
+    """
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    own = bank[anchors]                                                               # B x d
+    if anchor == "bank_row":
+        return own, views
+    if views is None:
+        raise ValueError("anchor='view' needs the encoder's features of augmented views (views=B x d)")
+    return views.to(bank.dtype), own
+
+
 @torch.no_grad()
 def build_triplets(anchor_features: torch.Tensor, anchors: torch.Tensor, bank, positives: PositiveSets,
                    num_candidates: int = 4096, generator: torch.Generator | None = None,
                    positive_source: str = "mined", include_self: bool = True,
-                   similarities: torch.Tensor | None = None,
-                   shared_candidates: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(a, p, n), each B x d, detached: a = anchor_features, p and n = bank rows (see `triplet_indices`)."""
+                   similarities: torch.Tensor | None = None, shared_candidates: bool = True,
+                   alt_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(a, p, n), each B x d, detached: a = anchor_features, p and n = bank rows (see `triplet_indices`).
+
+    alt_features: B x d, the positive of anchors without a mined positive under positive_source="other" (the
+    other one of {view feature, bank row} than the anchor); None keeps their own bank row there.
+    """
     rows = as_bank_tensor(bank)
     pos_idx, neg_idx = triplet_indices(anchor_features, anchors, rows, positives, num_candidates, generator,
                                        positive_source, include_self, similarities, shared_candidates)
-    a = anchor_features.detach().to(rows.dtype)
-    return a, rows[pos_idx], rows[neg_idx]
-
+    a, p = anchor_features.detach().to(rows.dtype), rows[pos_idx]
+    if positive_source == "other" and alt_features is not None:
+        p = torch.where((pos_idx == anchors.to(pos_idx.device))[:, None], alt_features.to(rows.dtype), p)
+    return a, p, rows[neg_idx]

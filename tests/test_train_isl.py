@@ -8,7 +8,7 @@ from isl.checkpoint import CheckpointError, load_checkpoint
 from isl.config import load_config
 from isl.rundir import RunDir, read_metrics
 from isl.training import NonFiniteLossError
-from isl.train import StopRun, run_isl
+from isl.train import CHECKPOINT_FORMAT, StopRun, run_isl
 
 TINY = ["train.epochs_first=2", "train.epochs_per_round=1", "isl.rounds=1", "train.batch_size=64",
         "train.max_steps_per_epoch=3", "train.eval_every=1", "isl.gan.max_epochs=2", "isl.gan.min_epochs=1",
@@ -141,7 +141,7 @@ def test_old_checkpoint_layout_is_refused(tmp_path):
     with pytest.raises(StopRun):
         run_isl(cfg, run, stop_after=1)
     state = load_checkpoint(run.checkpoint_path)
-    assert state["format"] == 2
+    assert state["format"] == CHECKPOINT_FORMAT
     del state["format"]
     torch.save(state, run.checkpoint_path)
     with pytest.raises(CheckpointError, match="cannot be resumed.*start a new run"):
@@ -163,7 +163,7 @@ def test_a_new_strategy_runs_with_only_a_table_row(tmp_path, monkeypatch):
     from isl.mining import MiningResult
     from isl.strategies import STRATEGIES, Strategy
 
-    def mine_next_index(bank, positives, G, D, cfg, generator):  # pairs (i, i + 1): a toy miner
+    def mine_next_index(bank, positives, G, D, cfg, generator, views=None):  # pairs (i, i + 1): a toy miner
         i = torch.arange(len(bank) - 1, device=bank.device)
         anchors = torch.arange(len(bank), device=bank.device)
         return MiningResult(pairs_i=i, pairs_j=i + 1, anchors=anchors, accepted=torch.ones_like(anchors, dtype=bool),

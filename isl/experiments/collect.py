@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "wall_time_s")
+METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "d_auc", "fresh_d_auc", "wall_time_s")
 PLOT_METRICS = ("knn_acc", "nmi", "acc", "pair_precision")
 METRIC_TITLES = {"knn_acc": "kNN acc", "linear_acc": "linear probe", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
-                 "wall_time_s": "wall time (s)", "pairs": "pairs"}
+                 "d_auc": "D AUC", "fresh_d_auc": "fresh-D AUC", "wall_time_s": "wall time (s)", "pairs": "pairs"}
 HIGHER_IS_BETTER = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
 
 

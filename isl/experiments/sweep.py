@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages): p
 # run as `python -m <module>`, so a sweep works from a checkout and after a plain `pip install .`
 TOOLS: dict[str, str | Path] = {"train_isl": "isl.tools.train_isl", "train_baseline": "isl.tools.train_baseline"}
 RESUMABLE_TOOLS = ("train_isl", "train_baseline")  # tools that accept `--resume auto`
-SWEEP_KEYS = ("cfg", "grid", "seeds", "set", "tool", "out", "name", "workers", "timeout", "data")
+SWEEP_KEYS = ("cfg", "grid", "variants", "seeds", "set", "tool", "out", "name", "workers", "timeout", "data")
 
 
 class SweepError(ValueError):
@@ -56,20 +56,23 @@ class Sweep:
     tool: str = "train_isl"                    # train_isl | train_baseline | path/to/script.py | dotted.module
     out: str = "runs/ablations/sweep"
     data: str | None = None                    # train_baseline only: --data NAME (configs/baselines/datasets/)
+    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides, swept as the key "variant"
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    combo: tuple[tuple[str, Any], ...]         # (dotted key, value) in grid order
+    combo: tuple[tuple[str, Any], ...]         # (dotted key, value) in grid order; ("variant", name) first
     seed: int
     name: str                                  # the combination's folder name
+    extra: tuple[str, ...] = ()                # the variant's overrides
 
     @property
     def label(self) -> str:
         return f"{self.name}__seed={self.seed}"
 
     def overrides(self, fixed: list[str]) -> list[str]:
-        return list(fixed) + [f"{k}={format_value(v)}" for k, v in self.combo] + [f"seed={self.seed}"]
+        return (list(fixed) + list(self.extra) + [f"{k}={format_value(v)}" for k, v in self.combo if k != "variant"]
+                + [f"seed={self.seed}"])
 
 
 def format_value(value: Any) -> str:
@@ -99,8 +102,16 @@ def combo_name(combo: tuple[tuple[str, Any], ...]) -> str:
     return re.sub(r"[^\w.=+-]", "-", text)
 
 
-def expand(grid: dict[str, list], seeds: list[int]) -> list[RunSpec]:
-    """Cartesian product of the grid values (first key slowest), each combination once per seed."""
+def expand(grid: dict[str, list], seeds: list[int], variants: dict[str, list[str]] | None = None) -> list[RunSpec]:
+    """Cartesian product of the variants (named override lists, slowest) and the grid values (first key
+    slowest), each combination once per seed."""
+    variants = variants or {}
+    for name, overrides in variants.items():
+        if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise SweepError(f"variant {name!r} must be a list of KEY=VALUE overrides, got {overrides!r}")
+        clash = sorted({o.split("=", 1)[0].strip() for o in overrides} & set(grid))
+        if clash:
+            raise SweepError(f"variant {name!r} sets {clash}, which the grid also sweeps; keep each key in one place")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
@@ -110,9 +121,12 @@ def expand(grid: dict[str, list], seeds: list[int]) -> list[RunSpec]:
         raise SweepError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
     keys = list(grid)
     specs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        combo = tuple(zip(keys, values))
-        specs.extend(RunSpec(combo, int(seed), combo_name(combo)) for seed in seeds)
+    for variant in list(variants) or [None]:
+        head = (("variant", variant),) if variant is not None else ()
+        extra = tuple(variants[variant]) if variant is not None else ()
+        for values in itertools.product(*(grid[k] for k in keys)):
+            combo = head + tuple(zip(keys, values))
+            specs.extend(RunSpec(combo, int(seed), combo_name(combo), extra) for seed in seeds)
     return specs
 
 
@@ -126,9 +140,8 @@ def load_sweep_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(spec) - set(SWEEP_KEYS)) if isinstance(spec, dict) else ["<not a mapping>"]
     if unknown:
         raise SweepError(f"{path}: unknown sweep keys {unknown}; valid keys: {', '.join(SWEEP_KEYS)}")
-    for key in ("cfg", "grid"):
-        if key not in spec:
-            raise SweepError(f"{path}: missing {key!r} (a sweep needs a base cfg and a grid)")
+    if "cfg" not in spec or not (spec.get("grid") or spec.get("variants")):
+        raise SweepError(f"{path}: a sweep needs a base `cfg` and a `grid` and/or `variants`")
     spec.setdefault("name", path.stem)
     return spec
 
@@ -237,7 +250,7 @@ def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeou
             threads_per_run: int = 0, progress=print) -> dict[str, Any]:
     """Validate, then run every (combination, seed) with `workers` parallel processes. Returns the summary
     {"runs": [...], "done", "retried", "skipped", "failed"} (also written to <out>/summary.json)."""
-    specs = expand(sweep.grid, sweep.seeds)
+    specs = expand(sweep.grid, sweep.seeds, sweep.variants)
     validate(sweep, specs)
     tool_command(sweep.tool)
     out = Path(sweep.out)

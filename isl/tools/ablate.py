@@ -62,17 +62,20 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
         raise SweepError("give --cfg BASE.yaml with --grid KEY=V1,V2 ..., or --sweep configs/ablations/<file>.yaml")
     grid = {str(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (spec.get("grid") or {}).items()}
     grid.update(parse_grid_arg(g) for g in args.grid)
-    if not grid:
-        raise SweepError("the sweep has no grid: give --grid KEY=V1,V2 ... or a `grid:` mapping in the sweep file")
+    variants = {str(k): [str(o) for o in (v or [])] for k, v in (spec.get("variants") or {}).items()}
+    if not grid and not variants:
+        raise SweepError("the sweep has no grid: give --grid KEY=V1,V2 ... or a `grid:` (or `variants:`) mapping "
+                         "in the sweep file")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [int(s) for s in spec.get("seeds", [0])]
     fixed = [str(o) for o in spec.get("set", [])] + list(args.overrides)
     names = short_names(list(grid))
     data = args.data or spec.get("data")
     name = spec.get("name") or f"{data + '_' if data else ''}{Path(cfg).stem}_{'_'.join(names[k] for k in grid)}"
+    name = name.rstrip("_")
     root = os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     out = args.out or spec.get("out") or str(Path(root) / "ablations" / name)
     sweep = Sweep(cfg=str(cfg), grid=grid, seeds=seeds, fixed=fixed, tool=args.tool or spec.get("tool", "train_isl"),
-                  out=out, data=data)
+                  out=out, data=data, variants=variants)
     workers = args.workers if args.workers is not None else int(spec.get("workers", 1))
     timeout = args.timeout if args.timeout is not None else spec.get("timeout")
     if workers < 1:
@@ -83,7 +86,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
 def collect_sweep(sweep: Sweep) -> list[dict]:
     """Rows of this sweep's finished runs (only its own combinations), swept values filled from the grid."""
     rows = []
-    for spec in expand(sweep.grid, sweep.seeds):
+    for spec in expand(sweep.grid, sweep.seeds, sweep.variants):
         results = finished_results(Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}")
         if results:
             row = read_run(results.parent)
@@ -96,7 +99,9 @@ def collect_sweep(sweep: Sweep) -> list[dict]:
 
 def _intro(sweep: Sweep, summary: dict | None) -> str:
     lines = [f"Base `{sweep.cfg}`, tool `{sweep.tool}`, seeds {sweep.seeds}, grid: "
-             + ", ".join(f"`{k}` in {v}" for k, v in sweep.grid.items()) + ".",
+             + ", ".join(f"`{k}` in {v}" for k, v in sweep.grid.items()) + "."
+             + "".join(f"\nVariant `{k}`: " + (" ".join(f"`{o}`" for o in v) or "the base config") + "."
+                       for k, v in sweep.variants.items()),
              "Fixed overrides: " + (" ".join(f"`{o}`" for o in sweep.fixed) or "none") + "."]
     if summary and summary["failed"]:
         lines.append("\n**Failed runs** (after one retry): " + ", ".join(
@@ -107,7 +112,7 @@ def _intro(sweep: Sweep, summary: dict | None) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     sweep, workers, timeout = build_sweep(args)
-    specs = expand(sweep.grid, sweep.seeds)
+    specs = expand(sweep.grid, sweep.seeds, sweep.variants)
     if args.dry_run:
         validate(sweep, specs)
         for spec in specs:
@@ -123,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = collect_sweep(sweep)
     out = {"failed": [], **(summary or {}), "finished": len(rows)}
     if rows:
-        written = write_summary(rows, sweep.out, by=list(sweep.grid), params=list(sweep.grid),
+        by = (["variant"] if sweep.variants else []) + list(sweep.grid)
+        written = write_summary(rows, sweep.out, by=by, params=list(sweep.grid),
                                 title=f"Sweep {Path(sweep.out).name}", intro=_intro(sweep, summary))
         out.update(markdown=str(written["markdown"]), csv=str(written["csv"]),
                    figures=[str(p) for p in written["figures"]])
