@@ -11,6 +11,8 @@ continues bit-identically on CPU.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +56,7 @@ class Progress:
     mining_passes: int = 0         # mining passes done in this round
     mined_pairs: int = 0           # new pairs added in this round
     elapsed: float = 0.0           # seconds of training before this process (wall time across resumes)
+    checkpoints: int = 0           # checkpoints written in the whole run, this one included
 
 
 class StopRun(Exception):
@@ -145,7 +148,8 @@ class ISLRun:
             p.stage = "done"
             return
         self.progress = Progress(round=p.round + 1, stage=self.round_stages(p.round + 1)[0],
-                                 total_encoder_epochs=p.total_encoder_epochs, elapsed=p.elapsed)
+                                 total_encoder_epochs=p.total_encoder_epochs, elapsed=p.elapsed,
+                                 checkpoints=p.checkpoints)
         self.gan_stopper, self.gan_best = self.new_gan_stopper(), None
 
     def new_gan_stopper(self) -> EarlyStopping:
@@ -202,16 +206,27 @@ class ISLRun:
 
 
 class Checkpointer:
-    """Writes the run's state after every epoch / pass; `stop_after` simulates a pre-empted job (tests)."""
+    """Writes the run's state after every epoch / pass; `stop_after` simulates a pre-empted job (tests).
+
+    Fault injection (tests/test_fault_injection.py): with ISL_FAULT_KILL_AT=k1,k2,... in the environment the
+    process SIGKILLs itself right after writing the run's checkpoint number k (counted over the whole run,
+    resumes included, `Progress.checkpoints`).
+    """
 
     def __init__(self, s: ISLRun, run: RunDir, stop_after: int | None):
         self.s, self.path, self.stop_after, self.saves = s, run.checkpoint_path, stop_after, 0
         self.elapsed0, self.started = s.progress.elapsed, time.perf_counter()
+        kill_at = os.environ.get("ISL_FAULT_KILL_AT", "")
+        self.kill_at = {int(k) for k in kill_at.split(",") if k.strip()}
 
     def __call__(self) -> None:
-        self.s.progress.elapsed = self.elapsed0 + time.perf_counter() - self.started
+        p = self.s.progress
+        p.elapsed = self.elapsed0 + time.perf_counter() - self.started
+        p.checkpoints += 1
         save_checkpoint(self.path, self.s.state_dict())
         self.saves += 1
+        if p.checkpoints in self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.stop_after is not None and self.saves >= self.stop_after:
             raise StopRun(f"stopped after {self.saves} checkpoints")
 
