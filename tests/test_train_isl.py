@@ -36,14 +36,31 @@ def test_tiny_isl_run_end_to_end(tmp_path):
     assert (run.path / "config.yaml").is_file() and list(run.path.glob("events.out.tfevents.*"))
     state = load_checkpoint(run.checkpoint_path)  # weights_only=True
     assert state["progress"]["stage"] == "done"
+    diag = [r for r in read_metrics(run.path) if r["stage"] == "gan_diag"]
+    assert len(diag) == 1 and results["d_auc"] == diag[0]["heldout_auc"]
+    assert 0.0 <= results["d_auc"] <= 1.0 and 0.0 <= results["fresh_d_auc"] <= 1.0
 
 
-@pytest.mark.parametrize("strategy", ["none", "knn"])
+def test_auc_stop_ends_the_gan_stage_at_its_best_heldout_auc(tmp_path):
+    cfg = tiny_cfg(tmp_path, "isl.gan.stop=auc", "isl.gan.max_epochs=4", "isl.gan.min_epochs=1",
+                   "isl.gan.patience=1", "isl.gan.min_delta=0")
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=6)  # 2 encoder epochs, then at least 2 GAN epochs and the mining passes
+    gan = [r for r in read_metrics(run.path) if r["stage"] == "gan"]
+    best = max(range(len(gan)), key=lambda k: (gan[k]["heldout_auc"], -k))
+    assert len(gan) == best + 2 or len(gan) == 4  # patience 1: one epoch past the best, or the budget
+    state = load_checkpoint(run.checkpoint_path)
+    assert state["gan_best"]["epoch"] == best + 1
+
+
+@pytest.mark.parametrize("strategy", ["none", "knn", "knn_ranked"])
 def test_other_strategies_run(tmp_path, strategy):
     cfg = tiny_cfg(tmp_path, f"isl.mining.strategy={strategy}")
     run = RunDir.create(cfg, enable_tensorboard=False)
     results = run_isl(cfg, run)
-    assert results["method"] == {"none": "npid", "knn": "knn_mining"}[strategy]
+    assert results["method"] == {"none": "npid", "knn": "knn_mining", "knn_ranked": "knn_ranked"}[strategy]
+    assert results["d_auc"] is None and results["fresh_d_auc"] is None  # no GAN, no GAN diagnostics
     if strategy == "none":  # NPID exactly: no mined pairs and no L2 term
         assert results["pairs"] == 0
         assert all(r["l2"] == 0.0 for r in read_metrics(run.path) if r["stage"] == "encoder")
