@@ -8,7 +8,7 @@ from isl.checkpoint import CheckpointError, load_checkpoint
 from isl.config import load_config
 from isl.rundir import RunDir, read_metrics
 from isl.training import NonFiniteLossError
-from isl.train import StopRun, run_isl
+from isl.train import CHECKPOINT_FORMAT, StopRun, run_isl
 
 TINY = ["train.epochs_first=2", "train.epochs_per_round=1", "isl.rounds=1", "train.batch_size=64",
         "train.max_steps_per_epoch=3", "train.eval_every=1", "isl.gan.max_epochs=2", "isl.gan.min_epochs=1",
@@ -141,10 +141,10 @@ def test_old_checkpoint_layout_is_refused(tmp_path):
     with pytest.raises(StopRun):
         run_isl(cfg, run, stop_after=1)
     state = load_checkpoint(run.checkpoint_path)
-    assert state["format"] == 2
+    assert state["format"] == CHECKPOINT_FORMAT
     del state["format"]
     torch.save(state, run.checkpoint_path)
-    with pytest.raises(CheckpointError, match="cannot be resumed.*start a new run"):
+    with pytest.raises(CheckpointError, match=f"format 1, this code reads {CHECKPOINT_FORMAT}.*start a new run"):
         run_isl(cfg, run, resume=run.checkpoint_path)
 
 
