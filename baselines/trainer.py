@@ -235,14 +235,15 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
         resumed = False
         stats = train_one_epoch(s, p.epoch)
         p.epoch += 1
+        # parameters and buffers (BatchNorm running statistics) finite before they are evaluated or saved
+        check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
+                           "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
         record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
         if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
             last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
             record.update(last_eval)
             log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch, stats["loss"],
                      *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")), last_eval["linear_acc"])
-        check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
-                           "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
         run.log_metrics(record, step=p.epoch, prefix="baseline/")
         p.elapsed = elapsed0 + time.perf_counter() - started
         run.save_checkpoint(s.state_dict())

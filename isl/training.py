@@ -52,6 +52,9 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     start = time.perf_counter()
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
+    if not (bool(torch.isfinite(bank_f).all()) and bool(torch.isfinite(query_f).all())):
+        raise NonFiniteLossError("the encoder gives non-finite features on the evaluation images (its weights "
+                                 "overflow); lower optim.lr. The last good checkpoint is kept.")
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
             "eval_time_s": round(time.perf_counter() - start, 2)}
