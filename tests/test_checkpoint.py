@@ -128,3 +128,28 @@ def test_baseline_checkpoint_mismatch_is_one_line(change, says):
     with pytest.raises(CheckpointError) as err:
         run.load_state_dict(state)
     assert says in one_line(err)
+
+
+def test_non_finite_buffers_stop_a_baseline_before_its_checkpoint(tmp_path, monkeypatch):
+    """A finite loss can leave non-finite BatchNorm running statistics; the run stops before it saves them."""
+    from baselines import trainer
+    from isl.rundir import RunDir
+    from isl.training import NonFiniteLossError
+
+    cfg = load_config("baselines/triplet.yaml", SMALL + ["baseline.m_per_class=4", "baseline.epochs=2",
+                                                         "train.max_steps_per_epoch=1", "model.arch=resnet18"],
+                      output_root=str(tmp_path))
+    original = trainer.train_one_epoch
+
+    def poison(s, epoch):
+        stats = original(s, epoch)
+        if epoch == 1:
+            bn = next(m for m in s.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var[0] = float("inf")
+        return stats
+
+    monkeypatch.setattr(trainer, "train_one_epoch", poison)
+    run = RunDir.create(cfg, enable_tensorboard=False)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite values in model\..*running_var after epoch 2"):
+        trainer.run_baseline(cfg, run)
+    assert load_checkpoint(run.checkpoint_path)["progress"]["epoch"] == 1
