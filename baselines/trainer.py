@@ -22,13 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
-from isl.checkpoint import (load_checkpoint, rng_state, save_checkpoint, seed_everything,
-                            set_rng_state)
+from isl.checkpoint import (RNG_KEYS, check_fields, check_format, check_keys, load_checkpoint, load_module_state,
+                            load_optimizer_state, rng_state, seed_everything, set_rng_state)
 from isl.config import Config, ConfigError, to_dict
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
 from isl.rundir import RunDir
-from isl.training import NonFiniteLossError, check_same_config, evaluate_model, learning_rate
+from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model,
+                          learning_rate)
 
 from .miners import MINERS, build_miner
 from .registry import LOSSES, build_loss, unknown_name_error
@@ -37,6 +38,9 @@ from .samplers import MagnetBatchSampler, MPerClassBatchSampler
 log = logging.getLogger("isl")
 
 SAMPLERS = ("m_per_class", "magnet", "random")
+CHECKPOINT_FORMAT = 1  # the first layout (its checkpoints carry no "format" key; read as 1)
+
+
 @dataclass
 class BaselineProgress:
     epoch: int = 0          # completed epochs
@@ -44,7 +48,8 @@ class BaselineProgress:
 
 
 def check_baseline_config(cfg: Config) -> None:
-    """Choices and ranges of the baseline section (ConfigError with the valid choices)."""
+    """Choices of the baseline section and its loss / miner arguments (ConfigError with the valid choices), before
+    any data is loaded; the numeric ranges are in isl.config.RANGES."""
     b = cfg.baseline
     if b.loss not in LOSSES:
         raise ConfigError(str(unknown_name_error("baseline.loss", b.loss, LOSSES)))
@@ -52,15 +57,29 @@ def check_baseline_config(cfg: Config) -> None:
         raise ConfigError(str(unknown_name_error("baseline.miner", b.miner, ["none", *MINERS])))
     if b.sampler not in SAMPLERS:
         raise ConfigError(f"baseline.sampler={b.sampler!r} is not one of {', '.join(SAMPLERS)}")
-    if b.epochs < 1:
-        raise ConfigError(f"baseline.epochs must be >= 1, got {b.epochs}")
     if b.sampler == "magnet" and cfg.train.batch_size % b.magnet_batch_clusters != 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
                           f"baseline.magnet_batch_clusters={b.magnet_batch_clusters} (M clusters x D samples)")
-    if b.sampler == "magnet" and b.magnet_refresh < 1:
-        raise ConfigError(f"baseline.magnet_refresh must be >= 1, got {b.magnet_refresh}")
-    if b.loss_lr < 0:
-        raise ConfigError(f"baseline.loss_lr must be >= 0, got {b.loss_lr}")
+    build_baseline_loss(cfg)  # a misspelt or out-of-range loss argument fails here, not after loading data
+    try:
+        build_miner(b.miner, **b.miner_kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"baseline.miner_kwargs {b.miner_kwargs} for {b.miner}: {err}") from None
+
+
+def build_baseline_loss(cfg: Config) -> torch.nn.Module:
+    """cfg.baseline.loss with its loss_kwargs; a wrong argument is a ConfigError listing what the loss takes."""
+    b = cfg.baseline
+    loss_kwargs = dict(b.loss_kwargs)
+    if b.loss == "magnet" and b.sampler == "magnet":
+        loss_kwargs.setdefault("samples_per_cluster", cfg.train.batch_size // b.magnet_batch_clusters)
+    try:
+        return build_loss(b.loss, num_classes=DATASETS[cfg.data.name].num_classes,
+                          embedding_size=cfg.model.low_dim, **loss_kwargs)
+    except (TypeError, ValueError) as err:  # a misspelt or out-of-range loss argument
+        params = [n for n in inspect.signature(LOSSES[b.loss].__init__).parameters if n not in ("self", "kwargs")]
+        raise ConfigError(f"baseline.loss_kwargs {loss_kwargs} for {b.loss}: {err}; the loss takes "
+                          f"{', '.join(params)} (and pytorch-metric-learning's distance, reducer, ...)") from None
 
 
 class BaselineRun:
@@ -81,16 +100,7 @@ class BaselineRun:
                               "supervised baselines need labels: set data.train_split to a labelled split")
         self.num_classes = DATASETS[cfg.data.name].num_classes
         self.model = build_encoder_from_config(cfg).to(device)
-        loss_kwargs = dict(b.loss_kwargs)
-        if b.loss == "magnet" and b.sampler == "magnet":
-            loss_kwargs.setdefault("samples_per_cluster", cfg.train.batch_size // b.magnet_batch_clusters)
-        try:
-            self.loss = build_loss(b.loss, num_classes=self.num_classes, embedding_size=cfg.model.low_dim,
-                                   **loss_kwargs).to(device)
-        except (TypeError, ValueError) as err:  # a misspelt or out-of-range loss argument
-            params = [n for n in inspect.signature(LOSSES[b.loss].__init__).parameters if n not in ("self", "kwargs")]
-            raise ConfigError(f"baseline.loss_kwargs {loss_kwargs} for {b.loss}: {err}; the loss takes "
-                              f"{', '.join(params)} (and pytorch-metric-learning's distance, reducer, ...)") from None
+        self.loss = build_baseline_loss(cfg).to(device)
         self.miner = build_miner(b.miner, **b.miner_kwargs)
         o = cfg.optim
         groups = [{"params": list(self.model.parameters()), "lr": o.lr, "weight_decay": o.weight_decay,
@@ -138,15 +148,21 @@ class BaselineRun:
         return features, labels
 
     def state_dict(self) -> dict:
-        return {"config": to_dict(self.cfg), "kind": "baseline", "progress": asdict(self.progress),
+        return {"format": CHECKPOINT_FORMAT, "config": to_dict(self.cfg), "kind": "baseline",
+                "progress": asdict(self.progress),
                 "model": self.model.state_dict(), "loss": self.loss.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Format, keys, progress fields and tensor shapes checked first (one-line CheckpointError), then loaded."""
+        check_format(state, CHECKPOINT_FORMAT)
+        check_keys(state, [k for k in self.state_dict() if k != "format"])
         check_same_config(state["config"], self.cfg)
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        check_fields(state["progress"], asdict(self.progress), "progress")
+        check_keys(state["rng"], RNG_KEYS, "checkpoint's rng")
+        load_module_state(self.model, state["model"], "model")
+        load_module_state(self.loss, state["loss"], "loss")
+        load_optimizer_state(self.optimizer, state["optimizer"], "optimizer")
         set_rng_state(state["rng"])
         self.progress = BaselineProgress(**state["progress"])
 
@@ -204,7 +220,9 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
     device = select_device(cfg.train.device)
     s = BaselineRun(cfg, device)
     if resume is not None:
-        s.load_state_dict(load_checkpoint(resume, map_location=device))
+        state = load_checkpoint(resume, map_location=device)
+        s.load_state_dict(state)
+        run.rewind_metrics(state)  # records logged after this checkpoint are redone, not repeated
         log.info("resumed from %s at epoch %d", resume, s.progress.epoch)
     p, b = s.progress, cfg.baseline
     started, elapsed0, resumed = time.perf_counter(), p.elapsed, resume is not None
@@ -217,6 +235,9 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
         resumed = False
         stats = train_one_epoch(s, p.epoch)
         p.epoch += 1
+        # parameters and buffers (BatchNorm running statistics) finite before they are evaluated or saved
+        check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
+                           "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
         record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
         if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
             last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
@@ -225,7 +246,7 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
                      *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")), last_eval["linear_acc"])
         run.log_metrics(record, step=p.epoch, prefix="baseline/")
         p.elapsed = elapsed0 + time.perf_counter() - started
-        save_checkpoint(run.checkpoint_path, s.state_dict())
+        run.save_checkpoint(s.state_dict())
     if not last_eval:  # resumed from a finished run
         last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
     results = {**last_eval, "method": f"baseline:{b.loss}", "loss": b.loss, "miner": b.miner,

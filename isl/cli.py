@@ -11,9 +11,12 @@ from .checkpoint import CheckpointError
 from .config import CONFIG_DIR, ConfigError
 from .data import DatasetCorruptedError, DatasetNotFoundError
 from .progress import disable_progress
-from .rundir import setup_logging
+from .rundir import RunDirError, setup_logging
+from .training import NonFiniteLossError
 
-USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError)
+# what a user can fix (a config, a path, a checkpoint, a data folder, a diverging learning rate): one line, exit 2
+USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError, RunDirError,
+               NonFiniteLossError)
 
 
 def summary_line(results: dict, keys: tuple[str, ...]) -> str:
@@ -22,12 +25,13 @@ def summary_line(results: dict, keys: tuple[str, ...]) -> str:
                        for k in keys})
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Call `main()`; turn the errors a user can fix into a short message on stderr and exit code 2."""
+def run_cli(main: Callable[..., object], argv: list[str] | None = None) -> object:
+    """Call `main(argv)` (argv None: sys.argv); turn the errors a user can fix into one line on stderr and exit
+    code 2. Returns what `main` returned."""
     try:
-        main()
+        return main(argv)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message held
         raise SystemExit(2) from None
 
 

@@ -366,6 +366,7 @@ def load_config(cfg: str | Path | None = None, overrides: list[str] | None = Non
     config.data.root = data_root or config.data.root or os.environ.get("ISL_DATA_ROOT", "") or "./data"
     config.output_root = output_root or config.output_root or os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     validate(config)
+    check_device(config.train.device)
     return config
 
 
@@ -378,31 +379,104 @@ def _choice(value: str, choices: tuple[str, ...], where: str) -> None:
     _check(value in choices, f"{where}={value!r} is not one of {', '.join(choices)}{_closest(value, choices)}")
 
 
+# (dotted key, test, what is allowed); every float must also be finite. One table, read top to bottom.
+_GE0, _GE1, _POS = (lambda v: v >= 0, ">= 0"), (lambda v: v >= 1, ">= 1"), (lambda v: v > 0, "> 0")
+_UNIT_OPEN = (lambda v: 0 < v < 1, "in (0, 1)")
+_UNIT_RIGHT = (lambda v: 0 < v <= 1, "in (0, 1]")
+_UNIT_LEFT = (lambda v: 0 <= v < 1, "in [0, 1)")
+_ANY = (lambda v: True, "a finite number")
+RANGES: tuple[tuple[str, tuple], ...] = (
+    ("seed", _GE0),
+    ("data.test_fraction", _UNIT_OPEN), ("data.split_seed", _GE0), ("data.num_workers", _GE0),
+    ("model.low_dim", (lambda v: v >= 2, ">= 2")),
+    ("optim.lr", _POS), ("optim.momentum", _UNIT_LEFT), ("optim.weight_decay", _GE0),
+    ("optim.warmup_epochs", _GE0), ("optim.step_gamma", _POS),
+    ("train.batch_size", (lambda v: v >= 2, ">= 2")), ("train.epochs_first", _GE0),
+    ("train.epochs_per_round", _GE0), ("train.eval_every", _GE1), ("train.max_steps_per_epoch", _GE0),
+    ("isl.temperature", _POS), ("isl.bank_momentum", _UNIT_RIGHT), ("isl.lam", _GE0), ("isl.rounds", _GE0),
+    ("isl.bank_chunk", (lambda v: v >= 0, ">= 0 (0 = one matmul)")),
+    ("isl.gan.alpha", _GE0), ("isl.gan.noise_dim", (lambda v: v >= 0, ">= 0 (0 = deterministic generator)")),
+    ("isl.gan.lr", _POS), ("isl.gan.beta1", _UNIT_LEFT), ("isl.gan.beta2", _UNIT_LEFT),
+    ("isl.gan.batch_size", _GE1), ("isl.gan.max_epochs", _GE1), ("isl.gan.min_epochs", _GE0),
+    ("isl.gan.patience", _GE1), ("isl.gan.min_delta", _GE0), ("isl.gan.num_candidates", _GE1),
+    ("isl.gan.min_d_gap", _ANY),
+    ("isl.mining.radius", (lambda v: 0 < v <= 2, "in (0, 2] (Euclidean on unit vectors)")),
+    ("isl.mining.adaptive_base", _UNIT_LEFT), ("isl.mining.threshold", (lambda v: 0 < v < 1, "in (0, 1) "
+                                                                          "(a probability)")),
+    ("isl.mining.n_proxies", _GE1), ("isl.mining.topk", (lambda v: v >= 0, ">= 0 (0 = no cap)")),
+    ("isl.mining.quota", _POS), ("isl.mining.max_passes", _GE1), ("isl.mining.chunk_size", _GE1),
+    ("eval.knn_k", _GE1), ("eval.knn_temperature", _POS), ("eval.kmeans_restarts", _GE1),
+    ("eval.batch_size", _GE1),
+    ("baseline.m_per_class", _GE1), ("baseline.epochs", _GE1), ("baseline.loss_lr", _GE0),
+    ("baseline.magnet_clusters", _GE1), ("baseline.magnet_batch_clusters", _GE1), ("baseline.magnet_refresh", _GE1),
+)
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _get(c: Config, dotted: str) -> Any:
+    for part in dotted.split("."):
+        c = getattr(c, part)
+    return c
+
+
+def _check_range(key: str, value: Any, test, allowed: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not allowed: it must be a finite number {allowed}")
+    _check(test(value), f"{key}={value!r} is out of range: it must be {allowed}")
+
+
+def check_device(name: str, where: str = "train.device") -> None:
+    """A device string this machine has: auto | cpu | cuda | cuda:N (N < the GPU count) | mps."""
+    import torch
+    _check(bool(_DEVICE.fullmatch(name)), f"{where}={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        _check(index < count, f"{where}={name!r}, but this machine has {count} CUDA device(s); use {where}=auto "
+               "or cpu")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        _check(mps is not None and mps.is_available(), f"{where}='mps', but MPS is not available here; use "
+               f"{where}=auto or cpu")
+
+
 def validate(c: Config) -> None:
-    """Range and choice checks that types alone cannot express."""
+    """Every field's range (finite floats, positive counts) and every choice, one ConfigError line per problem.
+
+    Machine facts (does the device exist, is k below the bank size) are checked where they are known:
+    `check_device` in load_config, the bank size in isl.builders.build_eval_loaders.
+    """
+    for key, (test, allowed) in RANGES:
+        _check_range(key, _get(c, key), test, allowed)
     isl, gan, mine = c.isl, c.isl.gan, c.isl.mining
-    _check(c.isl.temperature > 0, f"isl.temperature (tau) must be > 0, got {c.isl.temperature}")
-    _check(0 < isl.bank_momentum <= 1, f"isl.bank_momentum (eta) must be in (0, 1], got {isl.bank_momentum}")
-    _check(isl.lam >= 0, f"isl.lam (lambda) must be >= 0, got {isl.lam}")
-    _check(isl.rounds >= 0, f"isl.rounds must be >= 0, got {isl.rounds}")
-    _check(gan.alpha >= 0, f"isl.gan.alpha must be >= 0, got {gan.alpha}")
-    _check(0 < mine.radius <= 2, f"isl.mining.radius (r, Euclidean on unit vectors) must be in (0, 2], "
-           f"got {mine.radius}")
-    _check(0 < mine.threshold < 1, f"isl.mining.threshold (h, a probability) must be in (0, 1), got {mine.threshold}")
-    _check(gan.patience >= 1 and gan.min_delta >= 0, f"isl.gan.patience must be >= 1 and isl.gan.min_delta >= 0, "
-           f"got {gan.patience} and {gan.min_delta}")
-    _check(gan.max_epochs >= 1, f"isl.gan.max_epochs must be >= 1, got {gan.max_epochs}")
-    _check(mine.n_proxies >= 1, f"isl.mining.n_proxies must be >= 1, got {mine.n_proxies}")
-    _check(mine.quota > 0, f"isl.mining.quota must be > 0, got {mine.quota}")
-    _check(0 <= mine.adaptive_base < 1, f"isl.mining.adaptive_base must be in [0, 1), got {mine.adaptive_base}")
+    _check(bool(c.experiment.strip()) and "/" not in c.experiment and c.experiment not in (".", ".."),
+           f"experiment={c.experiment!r} names a folder under the output root: give a non-empty name without '/'")
+    for i, m in enumerate(c.optim.step_milestones):
+        _check_range(f"optim.step_milestones[{i}]", m, lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of a stage)")
+    _check(gan.min_epochs <= gan.max_epochs, f"isl.gan.min_epochs={gan.min_epochs} is larger than "
+           f"isl.gan.max_epochs={gan.max_epochs}; lower min_epochs or raise max_epochs")
+    _check(bool(_DEVICE.fullmatch(c.train.device)),
+           f"train.device={c.train.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     # the choice lists live with the code that implements them (imported here, not copied)
+    from .data import DATASETS
+    from .data.transforms import augment_presets
     from .mining import RADIUS_MODES
+    from .models.encoder import TRUNKS
     from .neighbors import BACKENDS
     from .objective import HARD_POSITIVE_QUERIES, L2_MEANS, SINGLETON_HARD_MODES
     from .positives import HARD_POSITIVE_MODES
     from .strategies import STRATEGIES
     from .training import SCHEDULES
     from .triplets import POSITIVE_SOURCES
+    _choice(c.data.name, tuple(DATASETS), "data.name")
+    splits = DATASETS[c.data.name].splits
+    for key in ("train_split", "knn_split", "test_split"):
+        _check(getattr(c.data, key) in splits, f"data.{key}={getattr(c.data, key)!r} is not a split of "
+               f"{c.data.name}; choose one of {', '.join(splits)}")
+    presets = augment_presets(c.data.name)
+    _check(c.data.augment in presets, f"data.augment={c.data.augment!r} is not a preset of {c.data.name}; choose "
+           f"one of {', '.join(presets)}{_closest(c.data.augment, presets)}")
+    _choice(c.model.arch, tuple(TRUNKS), "model.arch")
     _choice(isl.hard_positive, HARD_POSITIVE_MODES, "isl.hard_positive")
     _choice(isl.singleton_hard, SINGLETON_HARD_MODES, "isl.singleton_hard")
     _choice(isl.hard_positive_query, HARD_POSITIVE_QUERIES, "isl.hard_positive_query")
@@ -429,12 +503,6 @@ def validate(c: Config) -> None:
     _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
     _choice(c.eval.backend, BACKENDS, "eval.backend")
-    _check(isl.bank_chunk >= 0, f"isl.bank_chunk must be >= 0 (0 = one matmul), got {isl.bank_chunk}")
-    _check(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
-    _check(c.train.batch_size >= 2, f"train.batch_size must be >= 2, got {c.train.batch_size}")
-    _check(c.model.low_dim >= 2, f"model.low_dim must be >= 2, got {c.model.low_dim}")
-    _check(c.eval.knn_k >= 1, f"eval.knn_k must be >= 1, got {c.eval.knn_k}")
-    _check(0 < c.data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {c.data.test_fraction}")
     _check(c.data.image_size == 0 or (c.data.name == "fashion_mnist" and 8 <= c.data.image_size <= 64),
            f"data.image_size={c.data.image_size}: only fashion_mnist can be resized at load, to 8..64 pixels "
            "(0 keeps the native size)")

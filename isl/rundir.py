@@ -11,6 +11,8 @@ import csv
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -54,27 +56,106 @@ def setup_logging(path: Path | None = None, level: int = logging.INFO, console_l
         root.addHandler(handler)
 
 
+class RunDirError(RuntimeError):
+    """A run directory that cannot be created or written (unwritable output root, ...); one line."""
+
+
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.endswith(b"\n"))
+
+
 class RunDir:
-    """One run's output folder. Create with `RunDir.create(cfg)` or reopen with `RunDir(path)` (resume)."""
+    """One run's output folder. Create with `RunDir.create(cfg)` or reopen with `RunDir(path)` (resume).
+
+    Opening a folder removes stale `checkpoints/*.tmp` files (a write killed half-way). `records` counts the
+    lines of metrics.jsonl; `save_checkpoint` stores it in the checkpoint and `rewind_metrics` cuts the file back
+    to it on resume, so a record logged after the last checkpoint is not repeated.
+    """
 
     def __init__(self, path: str | Path, enable_tensorboard: bool = True):
         self.path = Path(path)
-        (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            for stale in (self.path / "checkpoints").glob("*.tmp"):
+                stale.unlink(missing_ok=True)
+        except OSError as err:
+            raise RunDirError(f"cannot use run directory {self.path}: {err.strerror or err}; choose a writable "
+                              "--output-root (or $ISL_OUTPUT_ROOT)") from None
+        self.records = _count_lines(self.path / "metrics.jsonl")
         self._tb = None
         self._tb_enabled = enable_tensorboard
         setup_logging(self.path / "run.log")
 
     @classmethod
     def create(cls, cfg: Config, timestamp: str | None = None, **kwargs) -> "RunDir":
+        """A new folder runs/<experiment>/<timestamp>[-k], made with os.mkdir: two processes starting in the same
+        second get two folders (the second takes the next free suffix), never a shared one."""
         stamp = timestamp or time.strftime("%Y%m%d-%H%M%S")
-        path = Path(cfg.output_root) / cfg.experiment / stamp
-        suffix = 1
-        while path.exists():  # two runs started in the same second
-            path = Path(cfg.output_root) / cfg.experiment / f"{stamp}-{suffix}"
-            suffix += 1
+        parent = Path(cfg.output_root) / cfg.experiment
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for suffix in range(10_000):
+                path = parent / (stamp if suffix == 0 else f"{stamp}-{suffix}")
+                try:
+                    os.mkdir(path)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise RunDirError(f"{parent} already holds 10000 runs named {stamp}-*; choose another experiment name")
+        except OSError as err:
+            raise RunDirError(f"cannot create a run directory under {parent}: {err.strerror or err}; choose a "
+                              "writable --output-root (or $ISL_OUTPUT_ROOT)") from None
         run = cls(path, **kwargs)
         (run.path / "config.yaml").write_text(dump_yaml(cfg))
         return run
+
+    def discard_if_unstarted(self) -> bool:
+        """Remove this folder when no checkpoint was written (a start that failed); True when removed."""
+        if self.checkpoint_path.is_file():
+            return False
+        self.close()
+        root = logging.getLogger("isl")
+        for h in list(root.handlers):
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == self.path.resolve():
+                root.removeHandler(h)
+                h.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            self.path.parent.rmdir()  # the experiment folder, when this was its only run
+        except OSError:
+            pass
+        return True
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write `state` (plus the number of metrics.jsonl records so far) to checkpoints/last.pt, atomically."""
+        from .checkpoint import save_checkpoint
+        save_checkpoint(self.checkpoint_path, {**state, "metrics_records": self.records})
+
+    def rewind_metrics(self, state: dict[str, Any]) -> None:
+        """On resume: cut metrics.jsonl back to the records the checkpoint had seen (later ones are redone)."""
+        keep = state.get("metrics_records")
+        path = self.path / "metrics.jsonl"
+        if keep is None:
+            log.warning("the checkpoint does not record how many metrics.jsonl lines it had seen (older writer): "
+                        "records after it may repeat")
+            return
+        if keep > self.records:
+            log.warning("metrics.jsonl has %d records, fewer than the %d the checkpoint had seen; keeping them",
+                        self.records, keep)
+            return
+        data = path.read_bytes() if path.is_file() else b""
+        if keep == self.records and (not data or data.endswith(b"\n")):
+            return
+        lines = data.splitlines(keepends=True)[:keep]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(lines))
+        os.replace(tmp, path)
+        log.info("metrics.jsonl rewound to the checkpoint's %d records (%d dropped)", keep, self.records - keep)
+        self.records = keep
 
     @property
     def checkpoint_path(self) -> Path:
@@ -98,6 +179,7 @@ class RunDir:
         record = {k: _jsonable(v) for k, v in record.items()}
         with open(self.path / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self.records += 1
         if step is not None and self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("round", "epoch"):
@@ -112,9 +194,21 @@ class RunDir:
         out = self.path / "results.json"
         write_json(out, results)
         table = self.path.parent / "results.csv"
-        new = not table.exists()
+        fields = sorted(results)
+        if table.exists():  # a resumed finished run replaces its own row instead of adding a second one
+            with open(table, newline="") as fh:
+                reader = csv.DictReader(fh)
+                fields, rows = reader.fieldnames or fields, list(reader)
+            if any(r.get("run_dir") == results["run_dir"] for r in rows):
+                tmp = table.with_name(table.name + ".tmp")
+                with open(tmp, "w", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                    writer.writeheader()
+                    writer.writerows(r for r in rows if r.get("run_dir") != results["run_dir"])
+                os.replace(tmp, table)
+        new = not table.exists() or table.stat().st_size == 0
         with open(table, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=sorted(results), extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")  # the table's own columns
             if new:
                 writer.writeheader()
             writer.writerow(results)

@@ -21,7 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (RNG_KEYS, CheckpointError, check_fields, check_format, check_keys, load_checkpoint,
+                         load_module_state, load_optimizer_state, rng_state, seed_everything,
+                         set_rng_state)
 from .config import Config, to_dict
 from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
 from .gan import Discriminator, EarlyStopping, Generator
@@ -35,7 +37,7 @@ from .mining import mine_knn, select_pairs
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
-from .training import check_same_config, evaluate_model, learning_rate, peak_memory_mb
+from .training import check_finite_state, check_same_config, evaluate_model, learning_rate, peak_memory_mb
 
 log = logging.getLogger("isl")
 
@@ -120,20 +122,26 @@ class ISLRun:
                 "gen": self.rng.get_state(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"this checkpoint has layout {state.get('format', 1)} (before per-stage counters) "
-                                  f"and cannot be resumed by this version (layout {CHECKPOINT_FORMAT}); start a "
-                                  f"new run without --resume")
+        """Check the format, every key, every progress field and every tensor shape first (one-line CheckpointError
+        naming what differs), then load; nothing is filled in with defaults."""
+        check_format(state, CHECKPOINT_FORMAT)
+        check_keys(state, self.state_dict().keys())
         check_same_config(state["config"], self.cfg)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.bank.load_state_dict(state["bank"])
-        self.positives.load_state_dict(state["positives"])
-        self.G.load_state_dict(state["G"]), self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
+        check_fields(state["progress"], asdict(self.progress), "progress")
+        check_keys(state["rng"], RNG_KEYS, "checkpoint's rng")
+        for name, module, variable in (("model", self.model, ()), ("bank", self.bank, ()),
+                                       ("positives", self.positives, ("indices",)), ("G", self.G, ()),
+                                       ("D", self.D, ())):
+            load_module_state(module, state[name], name, variable)
+        for name, opt in (("optimizer", self.optimizer), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            load_optimizer_state(opt, state[name], name)
+        check_fields(state["gan_stopper"], self.gan_stopper.state_dict(), "gan_stopper")
         self.gan_stopper.load_state_dict(state["gan_stopper"])
         self.gan_best = state["gan_best"]
-        self.rng.set_state(state["gen"])
+        try:
+            self.rng.set_state(state["gen"])
+        except (RuntimeError, TypeError) as err:
+            raise CheckpointError(f"checkpoint's gen (the run's generator) cannot be restored: {err}") from None
         set_rng_state(state["rng"])
         self.progress = Progress(**state["progress"])
 
@@ -214,16 +222,19 @@ class Checkpointer:
     """
 
     def __init__(self, s: ISLRun, run: RunDir, stop_after: int | None):
-        self.s, self.path, self.stop_after, self.saves = s, run.checkpoint_path, stop_after, 0
+        self.s, self.run, self.stop_after, self.saves = s, run, stop_after, 0
         self.elapsed0, self.started = s.progress.elapsed, time.perf_counter()
         kill_at = os.environ.get("ISL_FAULT_KILL_AT", "")
         self.kill_at = {int(k) for k in kill_at.split(",") if k.strip()}
 
     def __call__(self) -> None:
-        p = self.s.progress
+        s, p = self.s, self.s.progress
+        check_finite_state({"model": s.model, "bank": s.bank, "G": s.G, "D": s.D},
+                           f"after round {p.round}'s {p.stage} step", "lower optim.lr (encoder) or isl.gan.lr / "
+                           "isl.gan.d_lr / isl.gan.alpha (GAN)")
         p.elapsed = self.elapsed0 + time.perf_counter() - self.started
         p.checkpoints += 1
-        save_checkpoint(self.path, self.s.state_dict())
+        self.run.save_checkpoint(self.s.state_dict())  # with the count of metrics.jsonl records
         self.saves += 1
         if p.checkpoints in self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -403,7 +414,9 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
     """Train ISL (or NPID / knn mining) as configured; returns the final metrics."""
     s = ISLRun(cfg, select_device(cfg.train.device))
     if resume is not None:
-        s.load_state_dict(load_checkpoint(resume, map_location=s.device))
+        state = load_checkpoint(resume, map_location=s.device)
+        s.load_state_dict(state)
+        run.rewind_metrics(state)  # records logged after this checkpoint are redone, not repeated
         log.info("resumed from %s at %s", resume, s.progress)
     save, last_eval = Checkpointer(s, run, stop_after), {}
     while s.progress.stage != "done":
@@ -425,7 +438,7 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                "pair_precision": pair_precision(s.positives, s.labels), "epochs": p.total_encoder_epochs,
                "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
                **last_gan_diagnostics(run)}
-    save_checkpoint(run.checkpoint_path, s.state_dict())
+    run.save_checkpoint(s.state_dict())
     run.write_results(results)
     run.log_metrics({"stage": "final", **results})
     return results

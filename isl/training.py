@@ -20,7 +20,17 @@ SCHEDULES = ("cosine", "step", "constant")
 
 
 class NonFiniteLossError(RuntimeError):
-    """A NaN or infinite loss; training stops and the last good checkpoint is kept."""
+    """A NaN or infinite loss or model state; training stops and the last good checkpoint is kept."""
+
+
+def check_finite_state(modules: dict[str, torch.nn.Module], when: str, hint: str) -> None:
+    """Every floating-point parameter and buffer (BatchNorm running statistics included) is finite, else a
+    NonFiniteLossError naming the first tensors: a checkpoint is only called good after this check."""
+    bad = [f"{name}.{key}" for name, module in modules.items() for key, t in module.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteLossError(f"non-finite values in {shown} {when}; {hint}. The last good checkpoint is kept.")
 
 
 def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
@@ -42,6 +52,9 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     start = time.perf_counter()
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
+    if not (bool(torch.isfinite(bank_f).all()) and bool(torch.isfinite(query_f).all())):
+        raise NonFiniteLossError("the encoder gives non-finite features on the evaluation images (its weights "
+                                 "overflow); lower optim.lr. The last good checkpoint is kept.")
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
             "eval_time_s": round(time.perf_counter() - start, 2)}

@@ -128,7 +128,7 @@ def test_data_root_from_environment(fake_root, monkeypatch):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10", "svhn"])
 def test_md5_check_stays_on_by_default(fake_root, name):
     root, _ = fake_root
-    with pytest.raises(DatasetCorruptedError, match="verify_checksums=False"):
+    with pytest.raises(DatasetCorruptedError, match="--set data.verify_checksums=false"):
         build_dataset(name, "train", root)
 
 

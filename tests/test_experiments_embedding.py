@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+
 from isl.builders import build_encoder_from_config
+from isl.checkpoint import CheckpointError
 from isl.config import load_config, to_dict
 from isl.eval import cluster_accuracy
 from isl.experiments.embedding import hungarian_map, load_encoder, mapped_confusion, tsne_2d
@@ -92,5 +94,5 @@ def test_report_tsne_confusion_and_raw_pixels(tiny_checkpoint, tmp_path):
 
 def test_load_encoder_needs_model_and_config(tmp_path):
     torch.save({"model": {}}, tmp_path / "bad.pt")
-    with pytest.raises(KeyError, match="config"):
+    with pytest.raises(CheckpointError, match="lacks 'config'"):
         load_encoder(tmp_path / "bad.pt")

@@ -126,11 +126,12 @@ def test_curves_section(tmp_path):
 
 
 def test_nothing_to_report_is_an_error(tmp_path):
-    with pytest.raises(SystemExit):
+    from isl.config import ConfigError
+    with pytest.raises(ConfigError, match="give run directories"):
         _report().main([])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SystemExit, match="no finished runs"):
+    with pytest.raises(ConfigError, match="no finished runs"):
         _report().main([str(empty), "--out", str(tmp_path / "rep")])
 
 

@@ -161,7 +161,7 @@ def test_old_checkpoint_layout_is_refused(tmp_path):
     assert state["format"] == CHECKPOINT_FORMAT
     del state["format"]
     torch.save(state, run.checkpoint_path)
-    with pytest.raises(CheckpointError, match="cannot be resumed.*start a new run"):
+    with pytest.raises(CheckpointError, match=f"format 1, this code reads {CHECKPOINT_FORMAT}.*start a new run"):
         run_isl(cfg, run, resume=run.checkpoint_path)
 
 

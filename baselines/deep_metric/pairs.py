@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
+from ..losses.base import NORM_EPS
+
 SQRT_EPS = 1e-12  # squared distances are clamped here before the sqrt: finite gradient for duplicate points
 
 
@@ -131,4 +133,4 @@ def embedding_slices(embeddings: torch.Tensor, num_slices: int, normalize: bool)
     index = torch.where(offsets < sizes.unsqueeze(1), starts.unsqueeze(1) + offsets, dim)  # S x w; dim -> a 0 column
     padded = F.pad(embeddings, (0, 1))  # B x (d + 1)
     parts = padded[:, index].permute(1, 0, 2)  # S x B x w
-    return F.normalize(parts, dim=-1) if normalize else parts
+    return F.normalize(parts, dim=-1, eps=NORM_EPS) if normalize else parts  # see baselines/losses/base.py

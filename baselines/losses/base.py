@@ -4,12 +4,27 @@ pytorch-metric-learning (pml) accepts almost anything and fails late with an ind
 loss; these checks fail early with a message that says what was wrong and how to fix it:
 embeddings B x d floating point, labels a 1-D integer tensor of length B, B >= 2, and for losses with one
 learnable proxy per class, labels in [0, num_classes).
+
+Normalisation: pml L2-normalises with torch's eps of 1e-12, so a zero (or tiny) embedding gets gradients up to
+1e12. Every loss here normalises with `NORM_EPS` instead: x / max(||x||, NORM_EPS). Rows at least NORM_EPS
+long (an encoder's unit rows) are normalised exactly as before; shorter rows are scaled by 1 / NORM_EPS, which
+bounds the gradient by that factor.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 
 MIN_BATCH = 2
+NORM_EPS = 1e-3
+
+
+def bounded_normalize(embeddings: torch.Tensor, p: float = 2, dim: int = 1, eps: float = NORM_EPS,
+                      **kwargs) -> torch.Tensor:
+    """F.normalize with eps = NORM_EPS (see the module docstring); pml's `distance.normalize` signature."""
+    return F.normalize(embeddings, p=p, dim=dim, eps=eps)
 
 
 def check_batch(embeddings: torch.Tensor, labels: torch.Tensor | None, num_classes: int | None = None,
@@ -44,7 +59,14 @@ def check_batch(embeddings: torch.Tensor, labels: torch.Tensor | None, num_class
 
 
 class CheckedInputMixin:
-    """Put first in the bases of a pml loss: validates the batch, then runs pml's forward unchanged."""
+    """Put first in the bases of a pml loss: validates the batch, then runs pml's forward unchanged; the loss's
+    distance normalises with `bounded_normalize`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        distance = getattr(self, "distance", None)
+        if distance is not None:  # an instance attribute: pml calls self.distance.normalize(x, dim=...)
+            distance.normalize = functools.partial(bounded_normalize, p=distance.p)
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         check_batch(embeddings, labels, getattr(self, "num_classes", None), type(self).__name__)

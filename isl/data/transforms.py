@@ -167,8 +167,13 @@ class TensorNormalize:
         return f"TensorNormalize({self.dataset!r})"
 
 
+def augment_presets(dataset: str) -> tuple[str, ...]:
+    """The data.augment names a data set accepts ("none" = the test transform)."""
+    return ("none",) + tuple(TENSOR_PRESETS[dataset]) if dataset in TENSOR_PRESETS else PIL_PRESETS
+
+
 def _check_preset(dataset: str, preset: str) -> str:
-    choices = ("none",) + tuple(TENSOR_PRESETS[dataset]) if dataset in TENSOR_PRESETS else PIL_PRESETS
+    choices = augment_presets(dataset)
     if preset not in choices:
         raise ValueError(f"unknown augmentation preset {preset!r} for {dataset}; choose one of {list(choices)}")
     return preset

@@ -78,8 +78,8 @@ class _TorchvisionIndexed:
         folder = root / self.folder_name
         return DatasetCorruptedError(
             f"Data set '{name}' in {folder}: a file failed torchvision's md5 check ({err}). Delete the "
-            f"folder and set data.download=true to fetch {self.url} again, or build the data set with "
-            "verify_checksums=False to skip only the md5 comparison for files you trust.")
+            f"folder and set data.download=true to fetch {self.url} again, or add --set data.verify_checksums=false "
+            "to skip only the md5 comparison for files you trust.")
 
     def __getitem__(self, index: int) -> tuple[Any, int, int]:
         image, target = super().__getitem__(index)  # type: ignore[misc]

@@ -17,19 +17,13 @@ from sklearn.metrics.cluster import contingency_matrix
 def load_encoder(ckpt: str | Path, data_root: str | None = None, device: str = "cpu"):
     """(encoder in eval mode, its Config) from a checkpoint; `data_root` replaces the saved machine path."""
     from isl.builders import build_encoder_from_config
-    from isl.checkpoint import load_checkpoint
-    from isl.config import from_dict
+    from isl.checkpoint import load_module_state, load_saved_run
 
-    state = load_checkpoint(ckpt, map_location=device)
-    missing = [k for k in ("config", "model") if k not in state]
-    if missing:
-        raise KeyError(f"checkpoint {ckpt} lacks {missing}: expected a checkpoint written by tools/train_isl.py "
-                       f"or tools/train_baseline.py (keys 'config' and 'model')")
-    cfg = from_dict(state["config"])
+    state, cfg = load_saved_run(ckpt, map_location=device)
     if data_root:
         cfg.data.root = data_root
     model = build_encoder_from_config(cfg).to(device)
-    model.load_state_dict(state["model"])
+    load_module_state(model, state["model"], "model")
     return model.eval(), cfg
 
 

@@ -43,7 +43,7 @@ RESUMABLE_TOOLS = ("train_isl", "train_baseline")  # tools that accept `--resume
 SWEEP_KEYS = ("cfg", "grid", "variants", "seeds", "set", "tool", "out", "name", "workers", "timeout", "data")
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     """A sweep that cannot run as written; the message says how to fix it."""
 
 
@@ -161,9 +161,14 @@ def validate(sweep: Sweep, specs: list[RunSpec]) -> None:
         base = baseline_data_base(sweep.data)
     except ConfigError as err:
         raise SweepError(str(err)) from None
+    check_tool = None
+    if sweep.tool == "train_baseline":  # the baseline section's names and loss arguments too
+        from baselines.trainer import check_baseline_config as check_tool
     for spec in specs:
         try:
-            load_config(sweep.cfg, spec.overrides(sweep.fixed), base=base)
+            cfg = load_config(sweep.cfg, spec.overrides(sweep.fixed), base=base)
+            if check_tool is not None:
+                check_tool(cfg)
         except ConfigError as err:
             raise SweepError(f"run {spec.label} of the sweep over {sweep.cfg}: {err}") from None
 

@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from isl.cli import run_cli
 from isl.experiments.collect import read_run, short_names
 from isl.experiments.summary import write_summary
 from isl.experiments.sweep import (Sweep, SweepError, execute, expand, finished_results, load_sweep_file,
@@ -146,12 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    """Console command: exit status 1 when a run failed, a one-line message for a sweep that cannot run."""
-    try:
-        result = main()
-    except SweepError as err:
-        raise SystemExit(f"ablate: {err}") from None
-    sys.exit(1 if result.get("failed") else 0)
+    """Console command: exit status 1 when a run failed, 2 and a one-line message for a sweep that cannot run."""
+    sys.exit(1 if run_cli(main).get("failed") else 0)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from isl.builders import build_encoder_from_config, build_eval_loaders, select_device
-from isl.checkpoint import load_checkpoint
+from isl.checkpoint import load_module_state, load_saved_run
 from isl.cli import run_cli
-from isl.config import from_dict, load_config
+from isl.config import ConfigError, load_config
 from isl.eval import extract_features, write_json
 from isl.training import evaluate_features
 
@@ -50,11 +50,10 @@ def raw_features(loader) -> tuple[torch.Tensor, torch.Tensor]:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.ckpt is None and args.features == "encoder":
-        raise SystemExit("give --ckpt PATH to evaluate a trained encoder, or --features raw for raw pixels")
+        raise ConfigError("give --ckpt PATH to evaluate a trained encoder, or --features raw for raw pixels")
     state = None
     if args.ckpt is not None:
-        state = load_checkpoint(args.ckpt)
-        cfg = from_dict(state["config"])
+        state, cfg = load_saved_run(args.ckpt)
         eval_cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root) if (
             args.cfg or args.overrides) else None
         if eval_cfg is not None:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         (bank_f, bank_y), (query_f, query_y) = raw_features(bank_loader), raw_features(query_loader)
     else:
         model = build_encoder_from_config(cfg).to(device)
-        model.load_state_dict(state["model"])
+        load_module_state(model, state["model"], "model")
         bank_f, bank_y, _ = extract_features(model, bank_loader, device)
         query_f, query_y, _ = extract_features(model, query_loader, device)
     results = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)

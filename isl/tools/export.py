@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from isl import __version__
-from isl.checkpoint import CheckpointError, load_checkpoint
+from isl.checkpoint import load_saved_run
 from isl.cli import run_cli
-from isl.config import ConfigError, from_dict
+from isl.config import ConfigError
 from isl.data import DATASETS
 from isl.models.export import FORMATS, export_state
 
@@ -47,10 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     ckpt = Path(args.ckpt)
     if ckpt.is_dir():
         ckpt = ckpt / "checkpoints" / "last.pt"
-    state = load_checkpoint(ckpt)
-    if "model" not in state or "config" not in state:
-        raise CheckpointError(f"{ckpt} holds no 'model' and 'config' entries: not a checkpoint of this project")
-    cfg = from_dict(state["config"])
+    state, cfg = load_saved_run(ckpt)
     try:
         exported = export_state(state["model"], cfg.model.arch, args.format, args.keep_head)
     except ValueError as err:

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader
 from baselines.registry import LOSSES, build_loss, unknown_name_error
 from baselines.samplers import MPerClassBatchSampler
 from isl.builders import build_encoder_from_config, select_device
-from isl.checkpoint import load_checkpoint
+from isl.checkpoint import load_module_state, load_saved_run
 from isl.cli import run_cli
-from isl.config import ConfigError, from_dict
-from isl.data import build_dataset, build_transform
+from isl.config import ConfigError
+from isl.data import DATASETS, build_dataset, build_transform
 from isl.eval import extract_features
 
 
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_losses(text: str) -> list[str]:
     names = sorted(LOSSES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--losses {text!r} names no loss; give comma-separated names from "
+                          "baselines.registry.LOSSES, or all")
     for name in names:
         if name not in LOSSES:
             raise ConfigError(str(unknown_name_error("loss", name, LOSSES)))
@@ -90,15 +93,19 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = build_parser().parse_args(argv)
     names = parse_losses(args.losses)
-    state = load_checkpoint(args.ckpt)
-    cfg = from_dict(state["config"])
+    for flag, value, low in (("--batches", args.batches, 1), ("--batch-size", args.batch_size, 2), ("--m", args.m, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
+    state, cfg = load_saved_run(args.ckpt)
     if args.data_root:
         cfg.data.root = args.data_root
     device = select_device(args.device or cfg.train.device)
     model = build_encoder_from_config(cfg).to(device)
-    model.load_state_dict(state["model"])
+    load_module_state(model, state["model"], "model")
     split = args.split or cfg.data.test_split
     d = cfg.data
+    if split not in DATASETS[d.name].splits:
+        raise ConfigError(f"--split {split}: {d.name} has the splits {', '.join(DATASETS[d.name].splits)}")
     dataset = build_dataset(d.name, split, d.root, build_transform(d.name, train=False), d.download,
                             test_fraction=d.test_fraction, split_seed=d.split_seed, verify_checksums=d.verify_checksums)
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=d.num_workers)

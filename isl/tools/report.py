@@ -21,6 +21,8 @@ import json
 import os
 from pathlib import Path
 
+from isl.cli import run_cli
+from isl.config import ConfigError
 from isl.experiments.collect import archive_runs, collect, load_published, write_csv
 from isl.experiments.grouping import default_group_by, pooled_differences, relevant_only
 from isl.experiments.summary import write_summary
@@ -165,7 +167,12 @@ def confusion_section(ckpt: str, assets: Path, md_dir: Path, args) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if not (args.paths or args.raw_pixels or args.published or args.curves or args.tsne or args.confusion):
-        raise SystemExit("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
+        raise ConfigError("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
+    missing = [p for p in [*args.paths, *args.curves, *args.tsne, *args.confusion, *args.published]
+               if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: no such file or folder; give run directories, sweep folders or "
+                          "runs/ (and checkpoints or run directories for --tsne / --confusion)")
     assets, md_path = output_paths(args.out)
     assets.mkdir(parents=True, exist_ok=True)
     if args.archive and args.paths:
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"archived {len(archived)} runs' result files under {args.archive}")
     rows = collect(args.paths) if args.paths else []
     if args.paths and not rows:
-        raise SystemExit(f"no finished runs under {', '.join(args.paths)}: no results.json was found below them "
+        raise ConfigError(f"no finished runs under {', '.join(args.paths)}: no results.json was found below them "
                          f"(runs still training, or the wrong folder?)")
     rows += [raw_pixel_row(cfg, assets, args.data_root) for cfg in args.raw_pixels]
     published = [row for path in args.published for row in load_published(path)]
@@ -214,8 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    """Console command."""
-    main()
+    """Console command: user errors print one line and exit 2."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

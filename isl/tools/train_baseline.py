@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from baselines.trainer import run_baseline
+from baselines.trainer import check_baseline_config, run_baseline
 from isl.cli import (add_data_argument, add_run_arguments, apply_output_arguments, baseline_data_base,
                      find_resume, run_cli, summary_line)
 from isl.config import load_config
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     apply_output_arguments(args)
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root,
                       base=baseline_data_base(args.data))
+    check_baseline_config(cfg)  # loss, miner, sampler and their arguments, before any data is read
     tb = not args.no_tensorboard
     if args.resume:
         run_dir, ckpt = find_resume(cfg, args.resume)
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> dict:
         run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
     try:
         results = run_baseline(cfg, run, resume=ckpt)
+    except BaseException:
+        if ckpt is None:
+            run.discard_if_unstarted()  # a start that failed before its first checkpoint leaves no folder behind
+        raise
     finally:
         run.close()
     print(summary_line(results, ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")))

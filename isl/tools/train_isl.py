@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> dict:
         run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
     try:
         results = run_isl(cfg, run, resume=ckpt)
+    except BaseException:
+        if ckpt is None:
+            run.discard_if_unstarted()  # a start that failed before its first checkpoint leaves no folder behind
+        raise
     finally:
         run.close()
     print(summary_line(results, ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
