@@ -195,3 +195,29 @@ def test_a_new_strategy_runs_with_only_a_table_row(tmp_path, monkeypatch):
     assert results["method"] == "next_index" and results["pairs"] > 0 and results["pair_precision"] >= 0
     stages = [r["stage"] for r in read_metrics(run.path)]
     assert "mining" in stages and "gan" not in stages and stages[-2:] == ["encoder", "final"]
+
+
+def test_a_diverging_gan_stops_before_its_checkpoint(tmp_path, monkeypatch):
+    """NaN in G or D (here: D's weights poisoned by its optimizer step) stops the GAN stage with one clear error;
+    the checkpoint on disk is the last good one (the encoder stage's), never a state with NaN."""
+    cfg = tiny_cfg(tmp_path)
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=2)  # the two encoder epochs of round 0
+    good = load_checkpoint(run.checkpoint_path)
+    original = torch.optim.Adam.step
+
+    def poisoned(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for param in group["params"]:
+                    param.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+    with pytest.raises(NonFiniteLossError, match="GAN diverged.*isl.gan.lr"):
+        run_isl(cfg, run, resume=run.checkpoint_path)
+    kept = load_checkpoint(run.checkpoint_path)
+    assert kept["progress"] == good["progress"]
+    assert all(bool(torch.isfinite(t).all()) for t in kept["D"].values())
