@@ -230,3 +230,48 @@ def test_children_share_the_cores(monkeypatch):
     assert "OMP_NUM_THREADS" not in child_env(1)
     assert child_env(1, threads_per_run=3)["OMP_NUM_THREADS"] == "3"
     assert str(ROOT) in child_env(1)["PYTHONPATH"]
+
+
+def test_threads_per_run_reaches_the_runs(tmp_path, fake_tool, monkeypatch):
+    """ablate --threads-per-run sets OMP_NUM_THREADS of every run (it was parsed and then dropped)."""
+    seen = {}
+    real_execute = _load_tool("ablate").execute
+
+    def spy(sweep, **kwargs):
+        seen.update(kwargs)
+        return real_execute(sweep, **kwargs)
+
+    ablate = _load_tool("ablate")
+    monkeypatch.setattr(ablate, "execute", spy)
+    ablate.main(["--cfg", "digits.yaml", "--tool", fake_tool, "--grid", "isl.gan.alpha=1", "--threads-per-run", "1",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert seen["threads_per_run"] == 1 and seen["workers"] == 1
+
+
+def test_variants_are_named_override_sets(tmp_path, fake_tool):
+    specs = expand({"isl.gan.alpha": [1, 2]}, [0, 1], {"base": [], "wide": ["isl.mining.radius=0.9"]})
+    assert [s.label for s in specs[:3]] == ["variant=base_alpha=1__seed=0", "variant=base_alpha=1__seed=1",
+                                            "variant=base_alpha=2__seed=0"]
+    wide = [s for s in specs if s.name.startswith("variant=wide")][0]
+    assert wide.overrides(["experiment=v"]) == ["experiment=v", "isl.mining.radius=0.9", "isl.gan.alpha=1", "seed=0"]
+    with pytest.raises(SweepError, match="also sweeps"):
+        expand({"isl.gan.alpha": [1]}, [0], {"clash": ["isl.gan.alpha=2"]})
+    sweep_file = tmp_path / "v.yaml"
+    sweep_file.write_text(f"cfg: digits.yaml\ntool: {fake_tool}\nseeds: [0, 1]\n"
+                          "variants:\n  narrow: [isl.mining.radius=0.3]\n  wide: [isl.mining.radius=0.9]\n"
+                          "set: [experiment=v]\n")
+    res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--quiet"])
+    assert res["finished"] == 4
+    table = (tmp_path / "o" / "results.md").read_text()
+    assert "| narrow | 2 |" in table and "| wide | 2 |" in table   # one row per variant; nmi = radius in the fake
+    rows = list(csv.DictReader(open(tmp_path / "o" / "results.csv")))
+    assert {r["variant"]: float(r["nmi_mean"]) for r in rows} == {"narrow": 0.3, "wide": 0.9}
+
+
+def test_gan_mining_sweep_validates():
+    spec = load_sweep_file(ROOT / "configs" / "ablations" / "digits_gan_mining.yaml")
+    sweep = Sweep(spec["cfg"], spec.get("grid") or {}, spec["seeds"], spec.get("set", []), spec["tool"],
+                  variants=spec["variants"])
+    specs = expand(sweep.grid, sweep.seeds, sweep.variants)
+    validate(sweep, specs)
+    assert len(specs) == 30

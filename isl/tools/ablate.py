@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"sweep: {len(specs)} runs ({len(specs) // len(sweep.seeds)} combinations x {len(sweep.seeds)} seeds), "
               f"{workers} worker(s) -> {sweep.out}")
         summary = execute(sweep, workers=workers, data_root=args.data_root, timeout=timeout,
-                          progress=(lambda line: None) if args.quiet else print)
+                          threads_per_run=args.threads_per_run, progress=(lambda line: None) if args.quiet else print)
     rows = collect_sweep(sweep)
     out = {"failed": [], **(summary or {}), "finished": len(rows)}
     if rows:
