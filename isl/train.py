@@ -26,14 +26,15 @@ from .checkpoint import (RNG_KEYS, CheckpointError, check_fields, check_format, 
                          set_rng_state)
 from .config import Config, to_dict
 from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
+from .experiments.collect import mining_diagnostics
 from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
+from .mining import mine_knn, select_pairs
 from .objective import ISLLoss
 from .objective_fused import FusedISLLoss
 from .positives import PositiveSets
 from .progress import tqdm
 from .rundir import RunDir, read_metrics
-from .mining import mine_knn, select_pairs
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
@@ -401,10 +402,12 @@ def knn_overlap(pi: torch.Tensor, pj: torch.Tensor, bank: torch.Tensor, positive
 
 
 def last_gan_diagnostics(run: RunDir) -> dict:
-    """The last round's GAN diagnostics for results.json: D's held-out AUC and the fresh D's (None: no GAN)."""
-    diags = [r for r in read_metrics(run.path) if r.get("stage") == "gan_diag"]
+    """GAN diagnostics for results.json (None without a GAN): the last round's D held-out AUC and fresh-D AUC,
+    and the means over the run's mining passes of cos(g*, a / p / n) and of the knn-overlap precisions."""
+    records = read_metrics(run.path)
+    diags = [r for r in records if r.get("stage") == "gan_diag"]
     last = diags[-1] if diags else {}
-    return {"d_auc": last.get("heldout_auc"), "fresh_d_auc": last.get("fresh_d_auc")}
+    return {"d_auc": last.get("heldout_auc"), "fresh_d_auc": last.get("fresh_d_auc"), **mining_diagnostics(records)}
 
 
 STAGES = {"encoder": encoder_stage, "gan": gan_stage, "mining": mining_stage}

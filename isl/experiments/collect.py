@@ -23,6 +23,17 @@ METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "d_au
 PLOT_METRICS = ("knn_acc", "nmi", "acc", "pair_precision")
 METRIC_TITLES = {"knn_acc": "kNN acc", "linear_acc": "linear probe", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
                  "d_auc": "D AUC", "fresh_d_auc": "fresh-D AUC", "wall_time_s": "wall time (s)", "pairs": "pairs"}
+# results.json keys of GAN runs (isl.train.run_isl): means over the run's mining passes
+MINING_DIAGNOSTICS = ("cos_gstar_a", "cos_gstar_p", "cos_gstar_n", "frac_knn_shared", "precision_shared",
+                      "precision_gan_only")
+MINING_DIAGNOSTIC_NOTES = {"cos_gstar_a": "mean cos(g*, a) of accepted anchors", "cos_gstar_p": "cos(g*, p)",
+                           "cos_gstar_n": "cos(g*, n)",
+                           "frac_knn_shared": "fraction of the mined pairs that knn mining (same r, top-k) also finds",
+                           "precision_shared": "label precision of those shared pairs",
+                           "precision_gan_only": "label precision of the pairs only the GAN finds"}
+METRIC_TITLES.update({"cos_gstar_a": "cos(g*, a)", "cos_gstar_p": "cos(g*, p)", "cos_gstar_n": "cos(g*, n)",
+                      "frac_knn_shared": "shared with knn", "precision_shared": "precision (shared)",
+                      "precision_gan_only": "precision (GAN only)"})
 HIGHER_IS_BETTER = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
 
 
@@ -74,8 +85,24 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if cfg_path.is_file():
         with open(cfg_path) as fh:
             row = {**flatten(yaml.safe_load(fh) or {}), **row}
+    metrics = run_dir / "metrics.jsonl"
+    if "d_auc" in row and any(k not in row for k in MINING_DIAGNOSTICS) and metrics.is_file():
+        # a GAN run written before results.json carried these: the same means, from its own log
+        with open(metrics) as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        row = {**mining_diagnostics(records), **row}
     row["run_dir"] = str(run_dir)
     return row
+
+
+def mining_diagnostics(records: Iterable[dict]) -> dict[str, float | None]:
+    """Means over a run's mining-pass records (metrics.jsonl) of each of MINING_DIAGNOSTICS (None if absent)."""
+    passes = [r for r in records if r.get("stage") == "mining"]
+    out = {}
+    for key in MINING_DIAGNOSTICS:
+        values = [r[key] for r in passes if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        out[key] = sum(values) / len(values) if values else None
+    return out
 
 
 def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:

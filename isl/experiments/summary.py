@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import plots
-from .collect import METRICS, PLOT_METRICS, aggregate, markdown_table, mean_std, short_names, sort_key, write_csv
+from .collect import METRIC_TITLES, METRICS, MINING_DIAGNOSTIC_NOTES, MINING_DIAGNOSTICS, PLOT_METRICS, aggregate, markdown_table, mean_std, short_names, sort_key, write_csv
 
 RUN_COLUMNS = ("seed", *METRICS, "pairs", "epochs", "run_dir")
 
@@ -108,6 +108,12 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
             f"{len(rows)} finished runs, {len(groups)} groups, seeds {seeds}. Mean ± sample std over seeds "
             f"(a single seed shows the mean only); the best mean of each score is bold.\n",
             markdown_table(groups, by)]
+    if any(r.get(m) is not None for r in rows for m in MINING_DIAGNOSTICS):
+        diag = [g for g in aggregate(rows, by, MINING_DIAGNOSTICS)
+                if any(math.isfinite(g[f"{m}_mean"]) for m in MINING_DIAGNOSTICS)]
+        text += [f"GAN mining diagnostics (means over each run's mining passes, then over seeds): "
+                 f"{', '.join(f'{METRIC_TITLES[m]} = {MINING_DIAGNOSTIC_NOTES[m]}' for m in MINING_DIAGNOSTICS)}.\n",
+                 markdown_table(diag, by, MINING_DIAGNOSTICS, bold_best=False)]
     text += [f"![{p.stem}]({_relative(p, md_path.parent)})\n" for p in figures]
     md_path.write_text("\n".join(t for t in text if t))
     return {"groups": groups, "markdown": md_path, "csv": csv_path, "figures": figures}

@@ -100,7 +100,7 @@ def collect_sweep(sweep: Sweep) -> list[dict]:
 
 def _intro(sweep: Sweep, summary: dict | None) -> str:
     lines = [f"Base `{sweep.cfg}`, tool `{sweep.tool}`, seeds {sweep.seeds}, grid: "
-             + ", ".join(f"`{k}` in {v}" for k, v in sweep.grid.items()) + "."
+             + (", ".join(f"`{k}` in {v}" for k, v in sweep.grid.items()) or "none") + "."
              + "".join(f"\nVariant `{k}`: " + (" ".join(f"`{o}`" for o in v) or "the base config") + "."
                        for k, v in sweep.variants.items()),
              "Fixed overrides: " + (" ".join(f"`{o}`" for o in sweep.fixed) or "none") + "."]
