@@ -23,6 +23,7 @@ TINY = ["train.epochs_first=2", "train.epochs_per_round=1", "isl.rounds=1", "tra
         "isl.mining.max_passes=3", "isl.mining.quota=1.5", "isl.mining.radius=1.2", "isl.mining.topk=1",
         "eval.kmeans_restarts=1", "eval.knn_k=5", "eval.linear_probe=false", "model.low_dim=16",
         "isl.gan.anchor=view", "isl.gan.positive_source=other", "isl.gan.stop=auc", "isl.mining.fill=ranked",
+        "isl.gan.loss_weights=paper", "isl.mining.threshold_mode=absolute", "isl.mining.threshold=0.3",
         "experiment=fault"]
 
 
