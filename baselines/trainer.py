@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from isl.amp import autocast, check_amp, grad_scaler, to_memory_format
 from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
 from isl.checkpoint import (load_checkpoint, rng_state, save_checkpoint, seed_everything,
                             set_rng_state)
@@ -80,7 +81,9 @@ class BaselineRun:
             raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
                               "supervised baselines need labels: set data.train_split to a labelled split")
         self.num_classes = DATASETS[cfg.data.name].num_classes
-        self.model = build_encoder_from_config(cfg).to(device)
+        check_amp(cfg.train.amp, device)
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
+        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
         loss_kwargs = dict(b.loss_kwargs)
         if b.loss == "magnet" and b.sampler == "magnet":
             loss_kwargs.setdefault("samples_per_cluster", cfg.train.batch_size // b.magnet_batch_clusters)
@@ -140,13 +143,14 @@ class BaselineRun:
     def state_dict(self) -> dict:
         return {"config": to_dict(self.cfg), "kind": "baseline", "progress": asdict(self.progress),
                 "model": self.model.state_dict(), "loss": self.loss.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         check_same_config(state["config"], self.cfg)
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state.get("scaler", {}))  # {} from a run without fp16: ignored when disabled
         set_rng_state(state["rng"])
         self.progress = BaselineProgress(**state["progress"])
 
@@ -161,7 +165,9 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
         if s.augment is not None:
             images = s.augment(images, augment_gen)  # B x 1 x 8 x 8
         images, labels = images.to(device, non_blocking=True), labels.to(device)
-        embeddings = s.model(images)  # B x d, unit norm
+        with autocast(device, cfg.train.amp):  # only the encoder; the miner and the loss run in float32
+            embeddings = s.model(to_memory_format(images, cfg.train.channels_last))
+        embeddings = embeddings.float()  # B x d, unit norm
         indices = s.miner(embeddings, labels) if s.miner is not None else None
         try:
             loss = s.loss(embeddings, labels, indices)
@@ -175,8 +181,9 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
                                      f"epoch {epoch}; lower optim.lr or check baseline.loss_kwargs. The last good "
                                      "checkpoint is kept.")
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        s.optimizer.step()
+        s.scaler.scale(loss).backward()  # fp16: scaled loss, inf / NaN steps skipped; otherwise plain
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
         total += loss.detach().double().cpu()
         steps += 1
         if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:

@@ -77,7 +77,10 @@ class TrainConfig:
     batch_size: int = 128
     epochs_first: int = 200         # instance-discrimination epochs before the first mining round
     epochs_per_round: int = 200     # encoder epochs after each mining round
-    amp: bool = False               # autocast (bfloat16 on CPU, float16 on CUDA)
+    amp: str = "off"                # off | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); the bank,
+                                    # logits, objective, losses and GAN stay float32 (isl/amp.py)
+    channels_last: bool = False     # the encoder and its image batches in channels_last memory format (GPUs)
+    sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     eval_every: int = 10            # epochs between evaluations (and always at the end of a stage)
     max_steps_per_epoch: int = 0    # >0 caps an epoch (smoke tests only)
@@ -225,6 +228,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
+# yaml 1.1 reads a bare `off` as false: these text keys take false as their "off" choice (train.amp used to be
+# a bool, so `amp: false` in older run directories loads too); true is refused by the choice check
+_FALSE_AS_TEXT = {"train.amp": "off"}
+
+
 def _merge(obj, updates: dict, prefix: str = "") -> None:
     types = _field_types(type(obj))
     for key, value in updates.items():
@@ -239,6 +247,11 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{where} is a section; give it a mapping, got {value!r}")
             _merge(current, value, where + ".")
         else:
+            if isinstance(value, bool) and where in _FALSE_AS_TEXT:
+                if value:
+                    raise ConfigError(f"{where} takes a name, not true; valid choices: see the comment of {where} "
+                                      f"in isl/config.py (train.amp: off | bf16 | fp16)")
+                value = _FALSE_AS_TEXT[where]
             setattr(obj, key, _coerce(value, types[key], where))
 
 
@@ -429,6 +442,8 @@ def validate(c: Config) -> None:
     _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
     _choice(c.eval.backend, BACKENDS, "eval.backend")
+    from .amp import AMP_MODES
+    _choice(c.train.amp, AMP_MODES, "train.amp")
     _check(isl.bank_chunk >= 0, f"isl.bank_chunk must be >= 0 (0 = one matmul), got {isl.bank_chunk}")
     _check(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
     _check(c.train.batch_size >= 2, f"train.batch_size must be >= 2, got {c.train.batch_size}")

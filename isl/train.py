@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .amp import check_amp, grad_scaler, to_memory_format
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import Config, to_dict
@@ -89,7 +90,9 @@ class ISLRun:
                              f"images of {cfg.data.name}/{cfg.data.train_split}); lower train.batch_size")
         self.labels = dataset_targets(self.train_set).to(device)
         self.bank_loader, self.query_loader = build_eval_loaders(cfg)
-        self.model = build_encoder_from_config(cfg).to(device)
+        check_amp(cfg.train.amp, device)
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
+        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay)
@@ -113,7 +116,7 @@ class ISLRun:
     def state_dict(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "config": to_dict(self.cfg), "progress": asdict(self.progress),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "bank": self.bank.state_dict(), "positives": self.positives.state_dict(),
+                "scaler": self.scaler.state_dict(), "bank": self.bank.state_dict(), "positives": self.positives.state_dict(),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "gan_stopper": self.gan_stopper.state_dict(),
                 "gan_best": self.gan_best,
@@ -127,6 +130,7 @@ class ISLRun:
         check_same_config(state["config"], self.cfg)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state.get("scaler", {}))  # {} from a run without fp16: ignored when disabled
         self.bank.load_state_dict(state["bank"])
         self.positives.load_state_dict(state["positives"])
         self.G.load_state_dict(state["G"]), self.D.load_state_dict(state["D"])
@@ -243,7 +247,7 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
             group["lr"] = lr
         stats = train_encoder_epoch(s.model, s.optimizer, s.train_loader(p.total_encoder_epochs), s.bank,
                                     s.positives, s.objective, cfg, s.device, desc=f"round {p.round} epoch {epoch}",
-                                    batch_views=s.batch_views)
+                                    batch_views=s.batch_views, scaler=s.scaler)
         p.encoder_epochs, p.total_encoder_epochs = epoch + 1, p.total_encoder_epochs + 1
         record = {"stage": "encoder", "round": p.round, "epoch": epoch + 1, "global_epoch": p.total_encoder_epochs,
                   "lr": lr, **stats, "pairs": s.positives.num_pairs(),
