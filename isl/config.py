@@ -56,7 +56,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "convnet"           # convnet (digits) | resnet18 | resnet50 | resnet18_stl | resnet50_stl
+    arch: str = "convnet"           # convnet (digits) | convnet_gn (GroupNorm) | resnet18 | resnet50 | resnet18_stl | resnet50_stl
     low_dim: int = 128              # d: size of the L2-normalised embedding
 
 
