@@ -154,7 +154,8 @@ class EvalConfig:
     knn_temperature: float = 0.1
     kmeans_restarts: int = 10
     cluster_on: str = "all"         # all (train + test, "whole") | test | train ("split")
-    backend: str = "auto"           # auto (faiss when present) | faiss | torch
+    backend: str = "auto"           # auto: kNN with faiss when present, k-means with scikit-learn (faiss on a GPU
+                                    # faiss index) | faiss | torch (kNN in torch, k-means scikit-learn)
     linear_probe: bool = True       # also fit a linear classifier on the frozen features (linear_acc)
     batch_size: int = 512
 

@@ -42,6 +42,8 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     start = time.perf_counter()
     bank_f, bank_y, _ = extract_features(model, bank_loader, device)
     query_f, query_y, _ = extract_features(model, query_loader, device)
+    if device.type == "cuda":  # kNN and the linear probe on the GPU (k-means takes them to the host itself)
+        bank_f, bank_y, query_f, query_y = (t.to(device) for t in (bank_f, bank_y, query_f, query_y))
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
             "eval_time_s": round(time.perf_counter() - start, 2)}
