@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from isl.checkpoint import load_checkpoint
 from isl.config import ConfigError, load_config
 from isl.rundir import FollowerRunDir, RunDir, read_metrics
-from isl.train import run_isl
+from isl.train import StopRun, run_isl
 
 from baseline_tool_helpers import TINY as BASELINE_TINY
 from baselines.trainer import run_baseline
@@ -45,7 +45,7 @@ def _worker(rank: int, world: int, port: int, out: str, extra: list[str]) -> Non
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from isl.distributed import close_distributed, init_distributed
+    from isl.distributed import barrier, close_distributed, init_distributed
     cfg = load_config("digits.yaml", SETTINGS + extra, output_root=os.path.join(out, "runs"))
     init_distributed(cfg.train.device)
     from isl.distributed import per_rank_batch
@@ -65,6 +65,15 @@ def _worker(rank: int, world: int, port: int, out: str, extra: list[str]) -> Non
         torch.save({"results": {**results, "bad_batch_error": bad_batch_error}, "bank": state["bank"]["bank"], "model": state["model"],
                     "indptr": state["positives"]["indptr"], "indices": state["positives"]["indices"]},
                    os.path.join(out, f"rank{rank}.pt"))
+        # resume under torchrun: stop after the 2nd checkpoint (inside round 0), resume from rank 0's checkpoint
+        part = RunDir(os.path.join(out, "ddp_part"), enable_tensorboard=False) if rank == 0 else \
+            FollowerRunDir(os.path.join(out, "ddp_part"))
+        try:
+            run_isl(cfg, part, stop_after=2)
+        except StopRun:
+            pass
+        barrier()  # rank 0 has written the checkpoint the others read
+        run_isl(cfg, part, resume=part.checkpoint_path)
         bcfg = load_config("baselines/triplet.yaml", BASELINE, output_root=os.path.join(out, "runs"))
         brun = RunDir(os.path.join(out, "ddp_baseline"), enable_tensorboard=False) if rank == 0 else \
             FollowerRunDir(os.path.join(out, "ddp_baseline"))
@@ -100,6 +109,11 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(tmp_path):
     steps = lambda path: [r["steps"] for r in read_metrics(path) if r["stage"] == "encoder"]
     assert steps(single.path) == steps(tmp_path / "ddp") == [4, 4]
     assert r0["results"]["bad_batch_error"] and r1["results"]["bad_batch_error"]
+    # the run stopped after 2 checkpoints and resumed under torchrun ends bit-identical to the uninterrupted one
+    resumed = load_checkpoint(tmp_path / "ddp_part" / "checkpoints" / "last.pt")
+    for part in ("model", "bank", "positives"):
+        for key, value in ddp[part].items():
+            assert torch.equal(resumed[part][key], value), f"{part}.{key}"
     # the baseline trainer: same weights and proxies as one process with the same global batch
     bcfg = load_config("baselines/triplet.yaml", BASELINE, output_root=str(tmp_path / "runs"))
     bsingle = RunDir(tmp_path / "single_baseline", enable_tensorboard=False)
