@@ -21,10 +21,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
+from isl.amp import autocast, check_amp, grad_scaler, to_memory_format
+from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set
 from isl.checkpoint import (RNG_KEYS, check_fields, check_format, check_keys, load_checkpoint, load_module_state,
                             load_optimizer_state, rng_state, seed_everything, set_rng_state)
 from isl.config import Config, ConfigError, to_dict
+from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_grad, broadcast_object, is_main,
+                             init_distributed, local_share, per_rank_batch, shard_loader, world_size, wrap_model)
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
 from isl.rundir import RunDir
@@ -99,7 +102,12 @@ class BaselineRun:
             raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
                               "supervised baselines need labels: set data.train_split to a labelled split")
         self.num_classes = DATASETS[cfg.data.name].num_classes
-        self.model = build_encoder_from_config(cfg).to(device)
+        check_amp(cfg.train.amp, device)
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
+        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
+        per_rank_batch(cfg.train.batch_size)  # under torchrun: the global batch must split evenly over ranks
+        # the encoder's training forward: DistributedDataParallel under torchrun, the model itself otherwise
+        self.model, self.train_model = wrap_model(self.model, cfg.train.sync_bn, device)
         self.loss = build_baseline_loss(cfg).to(device)
         self.miner = build_miner(b.miner, **b.miner_kwargs)
         o = cfg.optim
@@ -131,13 +139,20 @@ class BaselineRun:
         return None
 
     def train_loader(self, epoch: int) -> DataLoader:
+        """The epoch's global batches; under torchrun each rank loads its share of each (`ShardedBatches`),
+        except in-memory data sets, whose whole batch is augmented with the epoch's generator on every rank and
+        then sliced (`train_one_epoch`), so the augmentation draws are the one-process draws."""
         common = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        shard = world_size() > 1 and self.augment is None
+        bs = self.cfg.train.batch_size
         if self.sampler is None:
             shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-            return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, shuffle=True, drop_last=True,
-                              generator=shuffle, **common)
+            if shard:
+                return shard_loader(self.train_set, bs, shuffle, **common)
+            return DataLoader(self.train_set, batch_size=bs, shuffle=True, drop_last=True, generator=shuffle, **common)
         self.sampler.set_epoch(epoch)
-        return DataLoader(self.train_set, batch_sampler=self.sampler, **common)
+        return DataLoader(self.train_set, batch_sampler=ShardedBatches(self.sampler, bs) if shard else self.sampler,
+                          **common)
 
     def train_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Test-transform embeddings of the whole training set, in dataset order: (N x d, N)."""
@@ -151,7 +166,7 @@ class BaselineRun:
         return {"format": CHECKPOINT_FORMAT, "config": to_dict(self.cfg), "kind": "baseline",
                 "progress": asdict(self.progress),
                 "model": self.model.state_dict(), "loss": self.loss.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Format, keys, progress fields and tensor shapes checked first (one-line CheckpointError), then loaded."""
@@ -163,6 +178,7 @@ class BaselineRun:
         load_module_state(self.model, state["model"], "model")
         load_module_state(self.loss, state["loss"], "loss")
         load_optimizer_state(self.optimizer, state["optimizer"], "optimizer")
+        self.scaler.load_state_dict(state["scaler"])  # {} from a run without fp16: ignored when disabled
         set_rng_state(state["rng"])
         self.progress = BaselineProgress(**state["progress"])
 
@@ -176,8 +192,13 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
     for images, labels, _ in s.train_loader(epoch):
         if s.augment is not None:
             images = s.augment(images, augment_gen)  # B x 1 x 8 x 8
+            images, labels = local_share(images, labels)  # torchrun: this rank's B/W of the augmented batch
         images, labels = images.to(device, non_blocking=True), labels.to(device)
-        embeddings = s.model(images)  # B x d, unit norm
+        with autocast(device, cfg.train.amp):  # only the encoder; the miner and the loss run in float32
+            embeddings = s.train_model(to_memory_format(images, cfg.train.channels_last))
+        # torchrun: the miner and the loss see the global batch (every rank computes the same loss)
+        embeddings = all_gather_with_grad(embeddings.float())  # B x d, unit norm
+        (labels,) = all_gather_batch(labels)
         indices = s.miner(embeddings, labels) if s.miner is not None else None
         try:
             loss = s.loss(embeddings, labels, indices)
@@ -191,8 +212,9 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
                                      f"epoch {epoch}; lower optim.lr or check baseline.loss_kwargs. The last good "
                                      "checkpoint is kept.")
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        s.optimizer.step()
+        s.scaler.scale(loss).backward()  # fp16: scaled loss, inf / NaN steps skipped; otherwise plain
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
         total += loss.detach().double().cpu()
         steps += 1
         if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:
@@ -216,8 +238,9 @@ def refresh_from_embeddings(s: BaselineRun, epoch: int, resumed: bool) -> None:
 
 
 def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> dict:
-    """Train cfg.baseline.loss on cfg.data with labels; returns the final metrics (also in results.json)."""
-    device = select_device(cfg.train.device)
+    """Train cfg.baseline.loss on cfg.data with labels; returns the final metrics (also in results.json). Under
+    torchrun rank 0 evaluates and writes; every rank returns the results."""
+    device = init_distributed(cfg.train.device)
     s = BaselineRun(cfg, device)
     if resume is not None:
         state = load_checkpoint(resume, map_location=device)
@@ -240,19 +263,23 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
                            "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
         record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
         if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
-            last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+            last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+                                         if is_main() else None)
             record.update(last_eval)
             log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch, stats["loss"],
                      *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")), last_eval["linear_acc"])
         run.log_metrics(record, step=p.epoch, prefix="baseline/")
         p.elapsed = elapsed0 + time.perf_counter() - started
-        run.save_checkpoint(s.state_dict())
+        if is_main():
+            run.save_checkpoint(s.state_dict())
     if not last_eval:  # resumed from a finished run
-        last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+        last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+                                     if is_main() else None)
     results = {**last_eval, "method": f"baseline:{b.loss}", "loss": b.loss, "miner": b.miner,
                "sampler": b.sampler, "experiment": cfg.experiment, "dataset": cfg.data.name, "seed": cfg.seed,
                "epochs": p.epoch, "wall_time_s": round(elapsed0 + time.perf_counter() - started, 1),
-               "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path)}
-    run.write_results(results)
-    run.log_metrics({"stage": "final", **results})
-    return results
+               "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path), "world_size": world_size()}
+    if is_main():
+        run.write_results(results)
+        run.log_metrics({"stage": "final", **results})
+    return broadcast_object(results)

@@ -10,8 +10,9 @@ from typing import Callable
 from .checkpoint import CheckpointError
 from .config import CONFIG_DIR, ConfigError
 from .data import DatasetCorruptedError, DatasetNotFoundError
+from .distributed import broadcast_object, init_distributed, is_main
 from .progress import disable_progress
-from .rundir import RunDirError, setup_logging
+from .rundir import FollowerRunDir, RunDir, RunDirError, setup_logging
 from .training import NonFiniteLossError
 
 # what a user can fix (a config, a path, a checkpoint, a data folder, a diverging learning rate): one line, exit 2
@@ -82,6 +83,25 @@ def find_resume(cfg, resume: str) -> tuple[Path, Path]:
             raise CheckpointError(f"--resume {resume}: no checkpoint at {ckpt}; give a checkpoints/last.pt file, "
                                   "its run directory, or 'auto'")
     return ckpt.parent.parent, ckpt
+
+
+def open_run(cfg, resume: str | None, tensorboard: bool):
+    """(run directory, checkpoint to resume or None) for a training tool, after joining torchrun's process group
+    when launched by it: rank 0 creates (or reopens) the run directory; the other ranks get a FollowerRunDir of
+    the same path (they write nothing), no progress bars and warnings only on the console."""
+    init_distributed(cfg.train.device)
+    if not is_main():
+        disable_progress()
+        setup_logging(console_level=logging.WARNING)
+        path, ckpt = broadcast_object(None)
+        return FollowerRunDir(path), None if ckpt is None else Path(ckpt)
+    if resume:
+        run_dir, ckpt = find_resume(cfg, resume)
+        run = RunDir(run_dir, enable_tensorboard=tensorboard)
+    else:
+        run, ckpt = RunDir.create(cfg, enable_tensorboard=tensorboard), None
+    broadcast_object((str(run.path), None if ckpt is None else str(ckpt)))
+    return run, ckpt
 
 
 BASELINE_DATA_DIR = CONFIG_DIR / "baselines" / "datasets"

@@ -56,7 +56,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "convnet"           # convnet (digits) | resnet18 | resnet50 | resnet18_stl | resnet50_stl
+    arch: str = "convnet"           # convnet (digits) | convnet_gn (GroupNorm) | resnet18 | resnet50 | resnet18_stl | resnet50_stl
     low_dim: int = 128              # d: size of the L2-normalised embedding
 
 
@@ -77,7 +77,10 @@ class TrainConfig:
     batch_size: int = 128
     epochs_first: int = 200         # instance-discrimination epochs before the first mining round
     epochs_per_round: int = 200     # encoder epochs after each mining round
-    amp: bool = False               # autocast (bfloat16 on CPU, float16 on CUDA)
+    amp: str = "off"                # off | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); the bank,
+                                    # logits, objective, losses and GAN stay float32 (isl/amp.py)
+    channels_last: bool = False     # the encoder and its image batches in channels_last memory format (GPUs)
+    sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     eval_every: int = 10            # epochs between evaluations (and always at the end of a stage)
     max_steps_per_epoch: int = 0    # >0 caps an epoch (smoke tests only)
@@ -151,7 +154,8 @@ class EvalConfig:
     knn_temperature: float = 0.1
     kmeans_restarts: int = 10
     cluster_on: str = "all"         # all (train + test, "whole") | test | train ("split")
-    backend: str = "auto"           # auto (faiss when present) | faiss | torch
+    backend: str = "auto"           # auto: kNN with faiss when present, k-means with scikit-learn (faiss on a GPU
+                                    # faiss index) | faiss | torch (kNN in torch, k-means scikit-learn)
     linear_probe: bool = True       # also fit a linear classifier on the frozen features (linear_acc)
     batch_size: int = 512
 
@@ -225,6 +229,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
+# yaml 1.1 reads a bare `off` as false: these text keys take false as their "off" choice (train.amp used to be
+# a bool, so `amp: false` in older run directories loads too); true is refused by the choice check
+_FALSE_AS_TEXT = {"train.amp": "off"}
+
+
 def _merge(obj, updates: dict, prefix: str = "") -> None:
     types = _field_types(type(obj))
     for key, value in updates.items():
@@ -239,6 +248,11 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{where} is a section; give it a mapping, got {value!r}")
             _merge(current, value, where + ".")
         else:
+            if isinstance(value, bool) and where in _FALSE_AS_TEXT:
+                if value:
+                    raise ConfigError(f"{where} takes a name, not true; valid choices: see the comment of {where} "
+                                      f"in isl/config.py (train.amp: off | bf16 | fp16)")
+                value = _FALSE_AS_TEXT[where]
             setattr(obj, key, _coerce(value, types[key], where))
 
 
@@ -503,6 +517,8 @@ def validate(c: Config) -> None:
     _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
     _choice(c.eval.backend, BACKENDS, "eval.backend")
+    from .amp import AMP_MODES
+    _choice(c.train.amp, AMP_MODES, "train.amp")
     _check(c.data.image_size == 0 or (c.data.name == "fashion_mnist" and 8 <= c.data.image_size <= 64),
            f"data.image_size={c.data.image_size}: only fashion_mnist can be resized at load, to 8..64 pixels "
            "(0 keeps the native size)")

@@ -33,11 +33,14 @@ def euclidean_to_cosine(dist: float | torch.Tensor):
     return 1.0 - dist**2 / 2.0
 
 
-def resolve_backend(backend: str) -> str:
+def resolve_backend(backend: str, device: torch.device | None = None) -> str:
+    """auto: faiss when installed, except for tensors on a GPU that faiss cannot use (faiss-cpu, or no faiss-gpu
+    wheel for torch's CUDA): there the torch matmul on the GPU beats a copy to faiss's CPU index."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown neighbour-search backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        return "faiss" if faiss_available() else "torch"
+        on_gpu = device is not None and device.type != "cpu"
+        return "faiss" if faiss_available() and (not on_gpu or faiss_gpu_available()) else "torch"
     if backend == "faiss" and not faiss_available():
         raise RuntimeError("backend 'faiss' requested but faiss is not installed: pip install faiss-cpu "
                            "(or faiss-gpu), or use backend='torch'")
@@ -59,8 +62,8 @@ def topk_inner_product(queries: torch.Tensor, bank: torch.Tensor, k: int, backen
                          f"{tuple(queries.shape)} and {tuple(bank.shape)}")
     if not 1 <= k <= bank.shape[0]:
         raise ValueError(f"k={k} must be between 1 and the bank size {bank.shape[0]}")
-    backend = resolve_backend(backend)
     device = queries.device
+    backend = resolve_backend(backend, device)
     if backend == "faiss":
         index = faiss.IndexFlatIP(bank.shape[1])
         if faiss_gpu_available():

@@ -228,3 +228,33 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     with open(path) as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
+
+
+class FollowerRunDir:
+    """The run directory as ranks > 0 see it under torchrun: the same path, nothing written (rank 0 writes
+    config.yaml, metrics.jsonl, TensorBoard, checkpoints and results)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    def log_metrics(self, record: dict[str, Any], step: int | None = None, prefix: str = "") -> None:
+        pass
+
+    def write_results(self, results: dict[str, Any]) -> Path:
+        return self.path / "results.json"
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        pass
+
+    def rewind_metrics(self, state: dict[str, Any]) -> None:
+        pass
+
+    def discard_if_unstarted(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass

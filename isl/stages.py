@@ -7,13 +7,13 @@ tau -> `objective.temperature` (its one owner), lambda -> `lam`, r -> `radius`, 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
 import torch
 from .progress import tqdm
 
+from .amp import autocast, to_memory_format
 from .config import Config
 from .gan import Discriminator, discriminator_loss, gan_quality, gan_step
 from .memory_bank import MemoryBank
@@ -21,12 +21,6 @@ from .objective import ISLLoss, hard_positive_logits
 from .positives import PositiveSets
 from .training import NonFiniteLossError
 from .triplets import anchor_features, build_triplets
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 
 def needs_second_view(cfg: Config, objective: ISLLoss) -> bool:
@@ -37,8 +31,14 @@ def needs_second_view(cfg: Config, objective: ISLLoss) -> bool:
 
 def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
                         cfg: Config, device: torch.device, desc: str = "encoder",
-                        batch_views=None) -> dict[str, float]:
+                        batch_views=None, scaler: torch.amp.GradScaler | None = None,
+                        gather=None) -> dict[str, float]:
     """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step.
+
+    Only the encoder runs under `train.amp`; its features are cast to float32 before they meet the bank, so the
+    logits, the objective and the bank stay float32. `scaler`: the fp16 GradScaler (None or disabled: plain
+    backward and step). `gather(indices, features)`: under torchrun, every rank's (index, feature) pairs of
+    this step (`isl.distributed.all_gather_batch`), so the bank update is the same on every rank.
 
     `batch_views`, when given, turns a batch of raw images B x C x H x W into augmented views
     B x V x C x H x W (batched augmentation); otherwise the loader already yields them. View 1 is trained;
@@ -56,12 +56,13 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         images, indices = images.to(device, non_blocking=True), indices.to(device)
         if batch_views is not None:
             images = batch_views(images)
-        with _autocast(device, cfg.train.amp):                           # images: B x V x C x H x W
-            f1 = model(images[:, 0]).float()                            # B x d, view 1 trains
+        channels_last = cfg.train.channels_last
+        with autocast(device, cfg.train.amp):                            # images: B x V x C x H x W
+            f1 = model(to_memory_format(images[:, 0], channels_last)).float()  # B x d, view 1 trains
             f2 = None
             if second_view:  # view 2 is only a target: no autograd graph, no backward through it
                 with torch.no_grad():
-                    f2 = model(images[:, 1]).float()                    # B x d
+                    f2 = model(to_memory_format(images[:, 1], channels_last)).float()  # B x d
         logits = bank.logits(f1, objective.temperature, chunk_size=isl.bank_chunk or None)  # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
         # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
@@ -80,9 +81,15 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
                                      f"l2={terms['l2'].item()}) at step {steps} of {desc}; lower optim.lr or "
                                      f"check the data. The last good checkpoint is kept.")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bank.update(indices, f1.detach())                               # v_i <- norm(eta f_i + (1-eta) v_i)
+        if scaler is not None:
+            scaler.scale(loss).backward()  # fp16: the loss scaled up so small gradients survive; steps with
+            scaler.step(optimizer)         # inf / NaN gradients are skipped and the scale is lowered
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        all_idx, all_f = (indices, f1.detach()) if gather is None else gather(indices, f1.detach())  # global batch
+        bank.update(all_idx, all_f)                                     # v_i <- norm(eta f_i + (1-eta) v_i)
         sums += torch.stack([terms["l1"].detach(), terms["l2"].detach(), loss.detach()]).double().cpu()
         steps += 1
         if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:

@@ -20,11 +20,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .builders import build_encoder_from_config, build_eval_loaders, build_train_set, select_device
+from .amp import check_amp, grad_scaler, to_memory_format
+from .builders import build_encoder_from_config, build_eval_loaders, build_train_set
 from .checkpoint import (RNG_KEYS, CheckpointError, check_fields, check_format, check_keys, load_checkpoint,
                          load_module_state, load_optimizer_state, rng_state, seed_everything,
                          set_rng_state)
 from .config import Config, to_dict
+from .distributed import (all_gather_batch, broadcast_object, check_same, init_distributed, is_main, per_rank_batch,
+                          rank_seed, shard_loader, world_size, wrap_model)
 from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
 from .experiments.collect import mining_diagnostics
 from .gan import Discriminator, EarlyStopping, Generator
@@ -87,12 +90,17 @@ class ISLRun:
             views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), n_views)
             self.train_set, self.batch_views = build_train_set(cfg, views), None
         n = len(self.train_set)
+        per_rank_batch(cfg.train.batch_size)  # under torchrun: the global batch must split evenly over ranks
         if cfg.train.batch_size > n:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n} "
                              f"images of {cfg.data.name}/{cfg.data.train_split}); lower train.batch_size")
         self.labels = dataset_targets(self.train_set).to(device)
         self.bank_loader, self.query_loader = build_eval_loaders(cfg)
-        self.model = build_encoder_from_config(cfg).to(device)
+        check_amp(cfg.train.amp, device)
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
+        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
+        # the encoder's training forward: DistributedDataParallel under torchrun, the model itself otherwise
+        self.model, self.train_model = wrap_model(self.model, cfg.train.sync_bn, device)
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay)
@@ -116,7 +124,7 @@ class ISLRun:
     def state_dict(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "config": to_dict(self.cfg), "progress": asdict(self.progress),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "bank": self.bank.state_dict(), "positives": self.positives.state_dict(),
+                "scaler": self.scaler.state_dict(), "bank": self.bank.state_dict(), "positives": self.positives.state_dict(),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "gan_stopper": self.gan_stopper.state_dict(),
                 "gan_best": self.gan_best,
@@ -137,6 +145,7 @@ class ISLRun:
         for name, opt in (("optimizer", self.optimizer), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             load_optimizer_state(opt, state[name], name)
         check_fields(state["gan_stopper"], self.gan_stopper.state_dict(), "gan_stopper")
+        self.scaler.load_state_dict(state["scaler"])  # {} from a run without fp16: ignored when disabled
         self.gan_stopper.load_state_dict(state["gan_stopper"])
         self.gan_best = state["gan_best"]
         try:
@@ -208,7 +217,11 @@ class ISLRun:
         return views
 
     def train_loader(self, epoch_seed: int) -> DataLoader:
+        """Batches of one encoder epoch; under torchrun this rank's share of each global batch (same order)."""
         shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch_seed)
+        if world_size() > 1:
+            return shard_loader(self.train_set, self.cfg.train.batch_size, shuffle,
+                                num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
         return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, shuffle=True, drop_last=True,
                           num_workers=self.cfg.data.num_workers, generator=shuffle,
                           pin_memory=self.device.type == "cuda")
@@ -235,7 +248,8 @@ class Checkpointer:
                            "isl.gan.d_lr / isl.gan.alpha (GAN)")
         p.elapsed = self.elapsed0 + time.perf_counter() - self.started
         p.checkpoints += 1
-        self.run.save_checkpoint(self.s.state_dict())  # with the count of metrics.jsonl records
+        if is_main():  # under torchrun rank 0 writes; every rank holds the same state
+            self.run.save_checkpoint(self.s.state_dict())  # with the count of metrics.jsonl records
         self.saves += 1
         if p.checkpoints in self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -253,15 +267,21 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
         lr = learning_rate(cfg, epoch, n_epochs)
         for group in s.optimizer.param_groups:
             group["lr"] = lr
-        stats = train_encoder_epoch(s.model, s.optimizer, s.train_loader(p.total_encoder_epochs), s.bank,
+        distributed = world_size() > 1
+        if distributed:  # each rank augments its own images: its own stream, seeded per epoch (exact resume)
+            torch.manual_seed(rank_seed(cfg.seed, p.total_encoder_epochs))
+        stats = train_encoder_epoch(s.train_model, s.optimizer, s.train_loader(p.total_encoder_epochs), s.bank,
                                     s.positives, s.objective, cfg, s.device, desc=f"round {p.round} epoch {epoch}",
-                                    batch_views=s.batch_views)
+                                    batch_views=s.batch_views, scaler=s.scaler,
+                                    gather=all_gather_batch if distributed else None)
         p.encoder_epochs, p.total_encoder_epochs = epoch + 1, p.total_encoder_epochs + 1
         record = {"stage": "encoder", "round": p.round, "epoch": epoch + 1, "global_epoch": p.total_encoder_epochs,
                   "lr": lr, **stats, "pairs": s.positives.num_pairs(),
                   "pair_precision": pair_precision(s.positives, s.labels)}
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == n_epochs:
-            last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)
+            # rank 0 evaluates (the others would repeat the same numbers); they wait for its result
+            last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)
+                                         if is_main() else None)
             record.update(last_eval)
             log.info("round %d epoch %d: l1 %.4f l2 %.4f knn %.4f linear %.4f nmi %.4f acc %.4f ari %.4f", p.round,
                      epoch + 1, stats["l1"], stats["l2"],
@@ -414,8 +434,9 @@ STAGES = {"encoder": encoder_stage, "gan": gan_stage, "mining": mining_stage}
 
 
 def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_after: int | None = None) -> dict:
-    """Train ISL (or NPID / knn mining) as configured; returns the final metrics."""
-    s = ISLRun(cfg, select_device(cfg.train.device))
+    """Train ISL (or NPID / knn mining) as configured; returns the final metrics (on every rank under torchrun;
+    there `run` is rank 0's RunDir and the others' FollowerRunDir, see isl/distributed.py)."""
+    s = ISLRun(cfg, init_distributed(cfg.train.device))
     if resume is not None:
         state = load_checkpoint(resume, map_location=s.device)
         s.load_state_dict(state)
@@ -428,20 +449,25 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
         for name in stages[stages.index(p.stage):]:  # a resume starts at the stage in progress
             p.stage = name
             last_eval = STAGES[name](s, run, save) or last_eval
+            check_same(f"bank, positive sets or G / D after the {name} stage of round {p.round}", s.bank.bank,
+                       s.positives.indptr, s.positives.indices, *s.G.parameters(), *s.D.parameters())
         s.end_round()
     p = s.progress
     if not last_eval:  # resumed after the last evaluation
-        last_eval = evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)
+        last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)
+                                     if is_main() else None)
     p.elapsed = save.elapsed0 + time.perf_counter() - save.started
-    passes = [r["sec_per_pass"] for r in read_metrics(run.path) if r.get("stage") == "mining"]
-    results = {**last_eval, "method": s.strategy.method, "experiment": cfg.experiment, "dataset": cfg.data.name,
-               "mining_sec_per_pass": sum(passes) / len(passes) if passes else None,
-               "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
-               "seed": cfg.seed, "pairs": s.positives.num_pairs(),
-               "pair_precision": pair_precision(s.positives, s.labels), "epochs": p.total_encoder_epochs,
-               "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
-               **last_gan_diagnostics(run)}
-    run.save_checkpoint(s.state_dict())
-    run.write_results(results)
-    run.log_metrics({"stage": "final", **results})
-    return results
+    results = None
+    if is_main():
+        passes = [r["sec_per_pass"] for r in read_metrics(run.path) if r.get("stage") == "mining"]
+        results = {**last_eval, "method": s.strategy.method, "experiment": cfg.experiment, "dataset": cfg.data.name,
+                   "mining_sec_per_pass": sum(passes) / len(passes) if passes else None,
+                   "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
+                   "seed": cfg.seed, "pairs": s.positives.num_pairs(),
+                   "pair_precision": pair_precision(s.positives, s.labels), "epochs": p.total_encoder_epochs,
+                   "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
+                   "world_size": world_size(), **last_gan_diagnostics(run)}
+        run.save_checkpoint(s.state_dict())
+        run.write_results(results)
+        run.log_metrics({"stage": "final", **results})
+    return broadcast_object(results)

@@ -55,6 +55,8 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     if not (bool(torch.isfinite(bank_f).all()) and bool(torch.isfinite(query_f).all())):
         raise NonFiniteLossError("the encoder gives non-finite features on the evaluation images (its weights "
                                  "overflow); lower optim.lr. The last good checkpoint is kept.")
+    if device.type == "cuda":  # kNN and the linear probe on the GPU (k-means takes them to the host itself)
+        bank_f, bank_y, query_f, query_y = (t.to(device) for t in (bank_f, bank_y, query_f, query_y))
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
             "eval_time_s": round(time.perf_counter() - start, 2)}

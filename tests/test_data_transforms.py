@@ -116,6 +116,8 @@ def test_every_transform_shape(name):
             assert out.shape == (info.in_channels, info.image_size, info.image_size)
             assert out.dtype == torch.float32 and torch.isfinite(out).all()
     torch.testing.assert_close(build_transform(name, True, "none")(image), build_transform(name, False)(image))
+    if info.in_memory:  # the batched augmentation's "none" is the test transform too (ISL with data.augment=none)
+        torch.testing.assert_close(augment_tensor_batch(image[None], name, "none")[0], build_transform(name, False)(image))
     with pytest.raises(ValueError, match="none"):
         build_transform(name, True, "extreme")
 

@@ -4,7 +4,7 @@ import torch
 
 from isl.models import TRUNKS, build_encoder
 
-SHAPES = {"convnet": (1, 8), "resnet18": (3, 32), "resnet50": (3, 32), "resnet18_stl": (3, 96),
+SHAPES = {"convnet": (1, 8), "convnet_gn": (1, 8), "resnet18": (3, 32), "resnet50": (3, 32), "resnet18_stl": (3, 96),
           "resnet50_stl": (3, 96)}
 
 

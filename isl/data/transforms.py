@@ -117,8 +117,11 @@ def augment_batch(x: torch.Tensor, params: AugmentParams, generator: torch.Gener
 def augment_tensor_batch(x: torch.Tensor, dataset: str, preset: str | AugmentParams = "default",
                          generator: torch.Generator | None = None, normalize: bool = True) -> torch.Tensor:
     """The train augmentation of an in-memory data set (TENSOR_PRESETS) on a whole batch B x C x S x S in [0, 1],
-    normalised with the data set's mean / std when `normalize` (as build_transform's train transform)."""
-    params = TENSOR_PRESETS[dataset][_check_preset(dataset, preset)] if isinstance(preset, str) else preset
+    normalised with the data set's mean / std when `normalize` (as build_transform's train transform).
+    preset "none": no augmentation, only the normalisation (as build_transform's "none")."""
+    if isinstance(preset, str) and _check_preset(dataset, preset) == "none":
+        return _normalize(x, dataset) if normalize else x
+    params = TENSOR_PRESETS[dataset][preset] if isinstance(preset, str) else preset
     out = augment_batch(x, params, generator)
     return _normalize(out, dataset) if normalize else out
 

@@ -61,7 +61,9 @@ def kmeans(features: torch.Tensor | np.ndarray, n_clusters: int, restarts: int =
     """Cluster index of each point by k-means on the L2-normalised rows of `features` (N x d).
 
     backend: "faiss" (all points, `restarts` redos, best objective kept), "sklearn" (KMeans with
-    n_init=restarts, random_state=seed) or "auto" (faiss when installed). Deterministic for a fixed seed.
+    n_init=restarts, random_state=seed) or "auto": faiss only with a GPU faiss index, else scikit-learn (on CPU
+    scikit-learn's Lloyd with early stopping is several times faster than faiss, which always runs max_iter;
+    measured by tools/bench/eval.py, see docs/scale.md). Deterministic for a fixed seed.
     Returns N int64 labels in [0, n_clusters).
     """
     if backend not in KMEANS_BACKENDS:
@@ -72,7 +74,7 @@ def kmeans(features: torch.Tensor | np.ndarray, n_clusters: int, restarts: int =
     if restarts < 1 or max_iter < 1:
         raise ValueError(f"restarts={restarts} and max_iter={max_iter} must both be >= 1")
     if backend == "auto":
-        backend = "faiss" if faiss_available() else "sklearn"
+        backend = "faiss" if faiss_gpu_available() else "sklearn"
     if backend == "faiss":
         if not faiss_available():
             raise RuntimeError("k-means backend 'faiss' requested but faiss is not installed: "

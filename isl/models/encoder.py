@@ -15,6 +15,7 @@ from .resnet import resnet18, resnet50
 
 TRUNKS = {
     "convnet": lambda c: SmallConvNet(c),
+    "convnet_gn": lambda c: SmallConvNet(c, norm="group"),  # no batch statistics (exact under torchrun)
     "resnet18": lambda c: resnet18(c, "cifar"),
     "resnet50": lambda c: resnet50(c, "cifar"),
     "resnet18_stl": lambda c: resnet18(c, "stl"),

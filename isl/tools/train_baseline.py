@@ -18,9 +18,9 @@ import argparse
 
 from baselines.trainer import check_baseline_config, run_baseline
 from isl.cli import (add_data_argument, add_run_arguments, apply_output_arguments, baseline_data_base,
-                     find_resume, run_cli, summary_line)
+                     open_run, run_cli, summary_line)
 from isl.config import load_config
-from isl.rundir import RunDir
+from isl.distributed import close_distributed, is_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root,
                       base=baseline_data_base(args.data))
     check_baseline_config(cfg)  # loss, miner, sampler and their arguments, before any data is read
-    tb = not args.no_tensorboard
-    if args.resume:
-        run_dir, ckpt = find_resume(cfg, args.resume)
-        run = RunDir(run_dir, enable_tensorboard=tb)
-    else:
-        run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
+    run, ckpt = open_run(cfg, args.resume, tensorboard=not args.no_tensorboard)  # rank 0 writes under torchrun
+    main_rank = is_main()
     try:
         results = run_baseline(cfg, run, resume=ckpt)
     except BaseException:
@@ -50,6 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise
     finally:
         run.close()
+        close_distributed()
+    if not main_rank:
+        return results
     print(summary_line(results, ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")))
     print(f"run directory: {run.path}")
     return results

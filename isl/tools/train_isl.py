@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from isl.cli import add_run_arguments, apply_output_arguments, find_resume, run_cli, summary_line
+from isl.cli import add_run_arguments, apply_output_arguments, open_run, run_cli, summary_line
 from isl.config import load_config
-from isl.rundir import RunDir
+from isl.distributed import close_distributed, is_main
 from isl.train import run_isl
 
 
@@ -29,12 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     apply_output_arguments(args)
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
-    tb = not args.no_tensorboard
-    if args.resume:
-        run_dir, ckpt = find_resume(cfg, args.resume)
-        run = RunDir(run_dir, enable_tensorboard=tb)
-    else:
-        run, ckpt = RunDir.create(cfg, enable_tensorboard=tb), None
+    run, ckpt = open_run(cfg, args.resume, tensorboard=not args.no_tensorboard)  # rank 0 writes under torchrun
+    main_rank = is_main()
     try:
         results = run_isl(cfg, run, resume=ckpt)
     except BaseException:
@@ -43,6 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise
     finally:
         run.close()
+        close_distributed()
+    if not main_rank:
+        return results
     print(summary_line(results, ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
                                  "wall_time_s")))
     print(f"run directory: {run.path}")
