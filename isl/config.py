@@ -143,7 +143,8 @@ class ISLConfig:
     l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
     fused_objective: bool = False   # the hand-derived fused forward/backward (isl/objective_fused.py), same values
-    bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size (memory)
+    bank_chunk: int = 0             # >0: the objective over chunks of this many bank rows, never a B x N tensor
+                                    # (isl/objective_chunked.py; ImageNet-sized banks); 0: the plain B x N form
     gan: GANConfig = field(default_factory=GANConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
@@ -446,6 +447,8 @@ def validate(c: Config) -> None:
     from .amp import AMP_MODES
     _choice(c.train.amp, AMP_MODES, "train.amp")
     _check(isl.bank_chunk >= 0, f"isl.bank_chunk must be >= 0 (0 = one matmul), got {isl.bank_chunk}")
+    _check(not (isl.bank_chunk and isl.fused_objective), "isl.bank_chunk > 0 (the chunked objective) and "
+           "isl.fused_objective are two forms of the same loss; choose one")
     _check(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
     _check(c.train.batch_size >= 2, f"train.batch_size must be >= 2, got {c.train.batch_size}")
     _check(c.model.low_dim >= 2, f"model.low_dim must be >= 2, got {c.model.low_dim}")
