@@ -7,8 +7,9 @@
 Synthetic unit features (random rows: the timings do not depend on the values). For each N:
 - memory: the bank (N x d float32) and the positive sets with 1 and 10 mined pairs per sample (PositiveSets'
   buffers: CSR indptr + indices and the edge keys);
-- one ISL objective step (B anchors: logits over the bank computed in chunks of --bank-chunk rows, L1 over the
-  positive sets with 10 pairs per sample, the hard positive, L2, backward w.r.t. the features, bank update);
+- one ISL objective step (B anchors, L1 over the positive sets with 10 pairs per sample, the hard positive, L2,
+  backward w.r.t. the features, bank update), in the plain form (B x N logits, `isl.bank_chunk=0`) and in the
+  chunked form (`isl.bank_chunk=--bank-chunk`: isl/objective_chunked.py, no B x N tensor);
 - one mining pass with G and D (untrained; threshold ~0 accepts every anchor: the most neighbour search a pass
   can do) over --mining-anchors anchors, and its full-pass time extrapolated linearly to all N anchors
   (each anchor's search costs the same, so the full pass is per-anchor time x N: it grows as N^2);
@@ -37,7 +38,8 @@ from isl.eval.knn import weighted_knn_predict  # noqa: E402
 from isl.gan import Discriminator, Generator  # noqa: E402
 from isl.memory_bank import MemoryBank  # noqa: E402
 from isl.mining import mine_gan  # noqa: E402
-from isl.objective import ISLLoss, hard_positive_logits  # noqa: E402
+from isl.objective import ISLLoss, hard_positive_features, hard_positive_logits  # noqa: E402
+from isl.objective_chunked import ChunkedISLLoss  # noqa: E402
 from isl.positives import PositiveSets  # noqa: E402
 
 MB = 2**20
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="50000,200000,1280000", help="N values, comma separated")
     p.add_argument("--dim", type=int, default=128, help="d")
     p.add_argument("--batch", type=int, default=128, help="B, anchors of the objective step")
-    p.add_argument("--bank-chunk", type=int, default=65536, help="isl.bank_chunk: bank rows per logits matmul")
+    p.add_argument("--bank-chunk", type=int, default=65536, help="isl.bank_chunk of the chunked objective")
     p.add_argument("--repeats", type=int, default=3, help="objective steps timed (median)")
     p.add_argument("--mining-anchors", type=int, default=2048, help="anchors of the timed mining pass")
     p.add_argument("--queries", type=int, default=10_000, help="kNN test queries (CIFAR's test set size)")
@@ -136,17 +138,29 @@ def measure(n: int, args) -> dict:
         idx = torch.randint(0, n, (b,), generator=gen)
         f = F.normalize(torch.randn(b, d, generator=gen), dim=1).requires_grad_()
         f2 = F.normalize(torch.randn(b, d, generator=gen), dim=1)
-        logits = bank.logits(f, tau, chunk_size=args.bank_chunk)                        # B x N
+        logits = bank.logits(f, tau)                                                    # B x N
         pos_idx, pos_mask = positives.padded(idx)                                       # B x M
         hard, valid = hard_positive_logits(f.detach(), idx, bank, positives, tau, "least_similar", second_view=f2,
-                                           similarities=logits.detach(), chunk_size=args.bank_chunk)
+                                           similarities=logits.detach())
         objective(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"].backward()
         bank.update(idx, f.detach())
 
-    step()  # warm-up
-    runs = [timed(step) for _ in range(args.repeats)]
-    row["objective_step_ms"] = 1000 * statistics.median(r[0] for r in runs)
-    row["objective_peak_mb"] = max(r[1] for r in runs) / MB
+    chunked = ChunkedISLLoss(tau, 0.5, chunk_size=args.bank_chunk)
+
+    def chunked_step():
+        idx = torch.randint(0, n, (b,), generator=gen)
+        f = F.normalize(torch.randn(b, d, generator=gen), dim=1).requires_grad_()
+        f2 = F.normalize(torch.randn(b, d, generator=gen), dim=1)
+        pos_idx, pos_mask = positives.padded(idx)                                       # B x M
+        hard, valid = hard_positive_features(f.detach(), idx, bank, positives, "least_similar", second_view=f2)
+        chunked(f, bank.bank, pos_idx, pos_mask, hard, valid)["loss"].backward()        # B x chunk at a time
+        bank.update(idx, f.detach())
+
+    for name, fn in (("objective", step), ("chunked", chunked_step)):
+        fn()  # warm-up
+        runs = [timed(fn) for _ in range(args.repeats)]
+        row[f"{name}_step_ms"] = 1000 * statistics.median(r[0] for r in runs)
+        row[f"{name}_peak_mb"] = max(r[1] for r in runs) / MB
 
     torch.manual_seed(args.seed)
     G, D = Generator(d), Discriminator(d)
@@ -180,7 +194,8 @@ def growth(rows: list[dict], key: str) -> float:
 
 
 COLUMNS = [("bank_mb", "bank MB"), ("positives_1_mb", "P_i 1/sample MB"), ("positives_10_mb", "P_i 10/sample MB"),
-           ("objective_step_ms", "objective step ms"), ("objective_peak_mb", "step peak MB"),
+           ("objective_step_ms", "objective step ms (B x N)"), ("objective_peak_mb", "step peak MB (B x N)"),
+           ("chunked_step_ms", "objective step ms (chunked)"), ("chunked_peak_mb", "step peak MB (chunked)"),
            ("mining_ms_per_1k_anchors", "mining ms / 1k anchors"), ("mining_full_pass_s", "mining pass s (extrap.)"),
            ("mining_peak_mb", "mining peak MB"), ("knn_s", "kNN s"), ("knn_peak_mb", "kNN peak MB"),
            ("kmeans_s", "k-means s"), ("kmeans_peak_mb", "k-means peak MB")]
@@ -201,10 +216,11 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     n = [r["N"] for r in rows]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, name in (("objective_step_ms", "objective step (ms)"), ("mining_full_pass_s", "mining pass (s, extrap.)"),
+    for key, name in (("objective_step_ms", "objective step, B x N (ms)"), ("chunked_step_ms", "objective step, chunked (ms)"), ("mining_full_pass_s", "mining pass (s, extrap.)"),
                       ("knn_s", "kNN eval (s)"), ("kmeans_s", "k-means (s)")):
         ax_t.loglog(n, [r[key] for r in rows], "o-", label=name)
-    for key, name in (("bank_mb", "bank"), ("positives_10_mb", "P_i, 10/sample"), ("objective_peak_mb", "step peak"),
+    for key, name in (("bank_mb", "bank"), ("positives_10_mb", "P_i, 10/sample"), ("objective_peak_mb", "step peak, B x N"),
+                      ("chunked_peak_mb", "step peak, chunked"),
                       ("mining_peak_mb", "mining peak"), ("knn_peak_mb", "kNN peak"), ("kmeans_peak_mb", "k-means peak")):
         ax_m.loglog(n, [max(r[key], 1e-3) for r in rows], "o-", label=name)
     ax_t.set(xlabel="N", ylabel="time", title="time (CPU, 2 threads)")
