@@ -143,7 +143,8 @@ class ISLConfig:
     l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
     fused_objective: bool = False   # the hand-derived fused forward/backward (isl/objective_fused.py), same values
-    bank_chunk: int = 0             # >0 computes the B x N logits in bank chunks of this size (memory)
+    bank_chunk: int = 0             # >0: the objective over chunks of this many bank rows, never a B x N tensor
+                                    # (isl/objective_chunked.py; ImageNet-sized banks); 0: the plain B x N form
     gan: GANConfig = field(default_factory=GANConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
@@ -519,6 +520,8 @@ def validate(c: Config) -> None:
     _choice(c.eval.backend, BACKENDS, "eval.backend")
     from .amp import AMP_MODES
     _choice(c.train.amp, AMP_MODES, "train.amp")
+    _check(not (isl.bank_chunk and isl.fused_objective), "isl.bank_chunk > 0 (the chunked objective) and "
+           "isl.fused_objective are two forms of the same loss; choose one")
     _check(c.data.image_size == 0 or (c.data.name == "fashion_mnist" and 8 <= c.data.image_size <= 64),
            f"data.image_size={c.data.image_size}: only fashion_mnist can be resized at load, to 8..64 pixels "
            "(0 keeps the native size)")

@@ -113,7 +113,17 @@ def hard_positive_logits(features: torch.Tensor, anchors: torch.Tensor, bank, po
                          mode: str = "least_similar", second_view: torch.Tensor | None = None,
                          similarities: torch.Tensor | None = None, chunk_size: int | None = None,
                          query: str = "feature") -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets of L2 for a batch: -> (hard_logits B x N, hard_valid B bool), no gradient.
+    """`hard_positive_features` against the bank: (hard_logits B x N, hard_valid B bool), no gradient."""
+    hard, valid = hard_positive_features(features, anchors, bank, positives, mode, second_view, similarities, query)
+    return bank.logits(hard, temperature, chunk_size=chunk_size), valid           # B x N, B
+
+
+@torch.no_grad()
+def hard_positive_features(features: torch.Tensor, anchors: torch.Tensor, bank, positives,
+                           mode: str = "least_similar", second_view: torch.Tensor | None = None,
+                           similarities: torch.Tensor | None = None,
+                           query: str = "feature") -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets of L2 for a batch: -> (hard features B x d, hard_valid B bool), no gradient.
 
     features: B x d encoder features f_i; bank: a MemoryBank; positives: a PositiveSets; mode: least_similar
     (paper) | most_similar (reference code). The hard feature is the bank row of the chosen mined positive;
@@ -136,4 +146,4 @@ def hard_positive_logits(features: torch.Tensor, anchors: torch.Tensor, bank, po
         valid = torch.ones_like(has_mined)
     else:
         valid = has_mined
-    return bank.logits(hard, temperature, chunk_size=chunk_size), valid           # B x N, B
+    return hard, valid                                                            # B x d, B

@@ -17,7 +17,8 @@ from .amp import autocast, to_memory_format
 from .config import Config
 from .gan import Discriminator, discriminator_loss, gan_quality, gan_step
 from .memory_bank import MemoryBank
-from .objective import ISLLoss, hard_positive_logits
+from .objective import ISLLoss, hard_positive_features, hard_positive_logits
+from .objective_chunked import ChunkedISLLoss
 from .positives import PositiveSets
 from .training import NonFiniteLossError
 from .triplets import anchor_features, build_triplets
@@ -63,18 +64,16 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
             if second_view:  # view 2 is only a target: no autograd graph, no backward through it
                 with torch.no_grad():
                     f2 = model(to_memory_format(images[:, 1], channels_last)).float()  # B x d
-        logits = bank.logits(f1, objective.temperature, chunk_size=isl.bank_chunk or None)  # B x N
         pos_idx, pos_mask = positives.padded(indices)                   # B x M, i in column 0
-        # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
-        # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
-        hard_logits, hard_valid = None, None
-        if objective.lam > 0:
-            hard_logits, hard_valid = hard_positive_logits(
-                f1.detach(), indices, bank, positives, objective.temperature, isl.hard_positive,
-                second_view=f2, similarities=logits.detach(), chunk_size=isl.bank_chunk or None,
-                query=isl.hard_positive_query)
-        # value checks of pos_idx / pos_mask need a host sync: the first step of each epoch only
-        terms = objective(logits, pos_idx, pos_mask, hard_logits, hard_valid, check=steps == 0)
+        if isinstance(objective, ChunkedISLLoss):  # isl.bank_chunk > 0: no B x N tensor (objective_chunked.py)
+            hard, hard_valid = None, None
+            if objective.lam > 0:
+                hard, hard_valid = hard_positive_features(f1.detach(), indices, bank, positives, isl.hard_positive,
+                                                          second_view=f2, query=isl.hard_positive_query)
+            terms = objective(f1, bank.bank, pos_idx, pos_mask, hard, hard_valid)
+        else:
+            terms = _bank_objective(objective, f1, f2, indices, bank, positives, pos_idx, pos_mask, isl,
+                                    check=steps == 0)
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
@@ -96,6 +95,21 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
             break
     l1, l2, total = (sums / max(steps, 1)).tolist()
     return {"l1": l1, "l2": l2, "loss": total, "steps": steps, "sec_per_epoch": time.perf_counter() - start}
+
+
+def _bank_objective(objective, f1, f2, indices, bank: MemoryBank, positives: PositiveSets, pos_idx, pos_mask, isl,
+                    check: bool) -> dict[str, torch.Tensor]:
+    """L1 + lambda L2 from the B x N logits f . V^T / tau (the plain and the fused objective)."""
+    logits = bank.logits(f1, objective.temperature)                                # B x N
+    # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
+    # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
+    hard_logits, hard_valid = None, None
+    if objective.lam > 0:
+        hard_logits, hard_valid = hard_positive_logits(
+            f1.detach(), indices, bank, positives, objective.temperature, isl.hard_positive,
+            second_view=f2, similarities=logits.detach(), query=isl.hard_positive_query)
+    # value checks of pos_idx / pos_mask need a host sync: the first step of each epoch only
+    return objective(logits, pos_idx, pos_mask, hard_logits, hard_valid, check=check)
 
 
 def num_negative_candidates(cfg: Config, num_samples: int) -> int:

@@ -34,6 +34,7 @@ from .gan import Discriminator, EarlyStopping, Generator
 from .memory_bank import MemoryBank
 from .mining import mine_knn, select_pairs
 from .objective import ISLLoss
+from .objective_chunked import ChunkedISLLoss
 from .objective_fused import FusedISLLoss
 from .positives import PositiveSets
 from .progress import tqdm
@@ -78,8 +79,11 @@ class ISLRun:
         self.strategy: Strategy = STRATEGIES[cfg.isl.mining.strategy]
         # a strategy without L2 (none) is NPID (Wu et al. 2018) exactly: L1 with P_i = {i}
         lam = cfg.isl.lam if self.strategy.uses_l2 else 0.0
-        loss_cls = FusedISLLoss if cfg.isl.fused_objective else ISLLoss
-        self.objective = loss_cls(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)  # the one owner of tau
+        if cfg.isl.bank_chunk:  # the objective over bank chunks: no B x N tensor (isl/objective_chunked.py)
+            self.objective = ChunkedISLLoss(cfg.isl.temperature, lam, cfg.isl.l2_mean, chunk_size=cfg.isl.bank_chunk)
+        else:
+            loss_cls = FusedISLLoss if cfg.isl.fused_objective else ISLLoss
+            self.objective = loss_cls(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)  # the one owner of tau
         n_views = 2 if needs_second_view(cfg, self.objective) else 1
         if DATASETS[cfg.data.name].in_memory:
             # digits, Fashion-MNIST: raw 1 x S x S tensors; the views are drawn on the whole batch at once
