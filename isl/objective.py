@@ -35,6 +35,15 @@ L2_MEANS = ("valid", "batch")
 HARD_POSITIVE_QUERIES = ("feature", "bank_row")
 
 
+def check_l2_args(lam: float, l2_mean: str) -> tuple[float, str]:
+    """lambda >= 0 and an l2_mean in L2_MEANS (every form of the objective checks its arguments here)."""
+    if not lam >= 0:
+        raise ValueError(f"lambda (lam, the weight of L2) must be >= 0, got {lam}")
+    if l2_mean not in L2_MEANS:
+        raise ValueError(f"l2_mean must be one of {L2_MEANS}, got {l2_mean!r}")
+    return float(lam), l2_mean
+
+
 class ISLLoss(nn.Module):
     """L1 (positive-set NLL) and L2 (hard positive enhancement) over the memory bank.
 
@@ -47,11 +56,7 @@ class ISLLoss(nn.Module):
     def __init__(self, temperature: float = 0.1, lam: float = 0.5, l2_mean: str = "valid") -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
-        if not lam >= 0:
-            raise ValueError(f"lambda (lam, the weight of L2) must be >= 0, got {lam}")
-        if l2_mean not in L2_MEANS:
-            raise ValueError(f"l2_mean must be one of {L2_MEANS}, got {l2_mean!r}")
-        self.lam, self.l2_mean = float(lam), l2_mean
+        self.lam, self.l2_mean = check_l2_args(lam, l2_mean)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, lam={self.lam}, l2_mean={self.l2_mean}"

@@ -19,7 +19,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .memory_bank import check_temperature
-from .objective import L2_MEANS
+from .objective import check_l2_args
 
 
 class _ChunkedTerms(torch.autograd.Function):
@@ -85,13 +85,10 @@ class ChunkedISLLoss(torch.nn.Module):
                  chunk_size: int = 65536) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
-        if not lam >= 0:
-            raise ValueError(f"lambda (lam, the weight of L2) must be >= 0, got {lam}")
-        if l2_mean not in L2_MEANS:
-            raise ValueError(f"l2_mean must be one of {L2_MEANS}, got {l2_mean!r}")
+        self.lam, self.l2_mean = check_l2_args(lam, l2_mean)
         if chunk_size < 1:
             raise ValueError(f"chunk_size (isl.bank_chunk) must be >= 1, got {chunk_size}")
-        self.lam, self.l2_mean, self.chunk_size = float(lam), l2_mean, int(chunk_size)
+        self.chunk_size = int(chunk_size)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, lam={self.lam}, l2_mean={self.l2_mean}, chunk_size={self.chunk_size}"
