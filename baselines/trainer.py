@@ -31,8 +31,8 @@ from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_g
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
 from isl.rundir import RunDir
-from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model,
-                          learning_rate)
+from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model, learning_rate,
+                          stop_on_divergence)
 
 from .miners import MINERS, build_miner
 from .registry import LOSSES, build_loss, unknown_name_error
@@ -209,8 +209,7 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
             raise
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite {cfg.baseline.loss} loss {loss.item()} at step {steps} of "
-                                     f"epoch {epoch}; lower optim.lr or check baseline.loss_kwargs. The last good "
-                                     "checkpoint is kept.")
+                                     f"epoch {epoch}; lower optim.lr or check baseline.loss_kwargs")
         s.optimizer.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()  # fp16: scaled loss, inf / NaN steps skipped; otherwise plain
         s.scaler.step(s.optimizer)
@@ -250,28 +249,30 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
     p, b = s.progress, cfg.baseline
     started, elapsed0, resumed = time.perf_counter(), p.elapsed, resume is not None
     last_eval: dict = {}
-    while p.epoch < b.epochs:
-        lr = learning_rate(cfg, p.epoch, b.epochs)
-        for group in s.optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        refresh_from_embeddings(s, p.epoch, resumed)
-        resumed = False
-        stats = train_one_epoch(s, p.epoch)
-        p.epoch += 1
-        # parameters and buffers (BatchNorm running statistics) finite before they are evaluated or saved
-        check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
-                           "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
-        record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
-        if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
-            last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
-                                         if is_main() else None)
-            record.update(last_eval)
-            log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch, stats["loss"],
-                     *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")), last_eval["linear_acc"])
-        run.log_metrics(record, step=p.epoch, prefix="baseline/")
-        p.elapsed = elapsed0 + time.perf_counter() - started
-        if is_main():
-            run.save_checkpoint(s.state_dict())
+    with stop_on_divergence(run):
+        while p.epoch < b.epochs:
+            lr = learning_rate(cfg, p.epoch, b.epochs)
+            for group in s.optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            refresh_from_embeddings(s, p.epoch, resumed)
+            resumed = False
+            stats = train_one_epoch(s, p.epoch)
+            p.epoch += 1
+            # parameters and buffers (BatchNorm running statistics) finite before they are evaluated or saved
+            check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
+                               "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
+            record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
+            if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
+                last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
+                                             if is_main() else None)
+                record.update(last_eval)
+                log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch,
+                         stats["loss"], *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")),
+                         last_eval["linear_acc"])
+            run.log_metrics(record, step=p.epoch, prefix="baseline/")
+            p.elapsed = elapsed0 + time.perf_counter() - started
+            if is_main():
+                run.save_checkpoint(s.state_dict())
     if not last_eval:  # resumed from a finished run
         last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
                                      if is_main() else None)

@@ -78,7 +78,7 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
                                      f"l2={terms['l2'].item()}) at step {steps} of {desc}; lower optim.lr or "
-                                     f"check the data. The last good checkpoint is kept.")
+                                     f"check the data")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()  # fp16: the loss scaled up so small gradients survive; steps with
@@ -149,7 +149,7 @@ def train_gan_epoch(G, D, opt_g, opt_d, bank: MemoryBank, positives: PositiveSet
     if not all(math.isfinite(v) for v in out.values()) or not all(
             bool(torch.isfinite(t).all()) for net in (G, D) for t in net.state_dict().values()):
         raise NonFiniteLossError(f"the GAN diverged (non-finite losses or weights: {out}); lower isl.gan.lr / "
-                                 f"isl.gan.d_lr or isl.gan.alpha. The last good checkpoint is kept.")
+                                 f"isl.gan.d_lr or isl.gan.alpha")
     return out
 
 

@@ -42,7 +42,8 @@ from .rundir import RunDir, read_metrics
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
-from .training import check_finite_state, check_same_config, evaluate_model, learning_rate, peak_memory_mb
+from .training import (check_finite_state, check_same_config, evaluate_model, learning_rate, peak_memory_mb,
+                       stop_on_divergence)
 
 log = logging.getLogger("isl")
 
@@ -93,11 +94,10 @@ class ISLRun:
         else:
             views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), n_views)
             self.train_set, self.batch_views = build_train_set(cfg, views), None
+        # build_train_set refused a batch larger than the training set; under torchrun the global batch
+        # must also split evenly over the ranks
+        per_rank_batch(cfg.train.batch_size)
         n = len(self.train_set)
-        per_rank_batch(cfg.train.batch_size)  # under torchrun: the global batch must split evenly over ranks
-        if cfg.train.batch_size > n:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n} "
-                             f"images of {cfg.data.name}/{cfg.data.train_split}); lower train.batch_size")
         self.labels = dataset_targets(self.train_set).to(device)
         self.bank_loader, self.query_loader = build_eval_loaders(cfg)
         check_amp(cfg.train.amp, device)
@@ -447,15 +447,16 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
         run.rewind_metrics(state)  # records logged after this checkpoint are redone, not repeated
         log.info("resumed from %s at %s", resume, s.progress)
     save, last_eval = Checkpointer(s, run, stop_after), {}
-    while s.progress.stage != "done":
-        p = s.progress
-        stages = s.round_stages(p.round)
-        for name in stages[stages.index(p.stage):]:  # a resume starts at the stage in progress
-            p.stage = name
-            last_eval = STAGES[name](s, run, save) or last_eval
-            check_same(f"bank, positive sets or G / D after the {name} stage of round {p.round}", s.bank.bank,
-                       s.positives.indptr, s.positives.indices, *s.G.parameters(), *s.D.parameters())
-        s.end_round()
+    with stop_on_divergence(run):
+        while s.progress.stage != "done":
+            p = s.progress
+            stages = s.round_stages(p.round)
+            for name in stages[stages.index(p.stage):]:  # a resume starts at the stage in progress
+                p.stage = name
+                last_eval = STAGES[name](s, run, save) or last_eval
+                check_same(f"bank, positive sets or G / D after the {name} stage of round {p.round}", s.bank.bank,
+                           s.positives.indptr, s.positives.indices, *s.G.parameters(), *s.D.parameters())
+            s.end_round()
     p = s.progress
     if not last_eval:  # resumed after the last evaluation
         last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)

@@ -4,6 +4,7 @@ the learning-rate schedule, the evaluation of a model, the resume-compatibility 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 import resource
 import time
 
@@ -23,6 +24,19 @@ class NonFiniteLossError(RuntimeError):
     """A NaN or infinite loss or model state; training stops and the last good checkpoint is kept."""
 
 
+@contextmanager
+def stop_on_divergence(run):
+    """Re-raise a NonFiniteLossError with what is left on disk: the last good checkpoint of `run` (a RunDir or a
+    FollowerRunDir), or the fact that none had been written yet."""
+    try:
+        yield
+    except NonFiniteLossError as err:
+        path = run.checkpoint_path
+        kept = (f"The last good checkpoint is kept: {path}" if path.is_file() else
+                "No checkpoint had been written yet (the run diverged before its first one)")
+        raise NonFiniteLossError(f"{err}. {kept}") from None
+
+
 def check_finite_state(modules: dict[str, torch.nn.Module], when: str, hint: str) -> None:
     """Every floating-point parameter and buffer (BatchNorm running statistics included) is finite, else a
     NonFiniteLossError naming the first tensors: a checkpoint is only called good after this check."""
@@ -30,7 +44,7 @@ def check_finite_state(modules: dict[str, torch.nn.Module], when: str, hint: str
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise NonFiniteLossError(f"non-finite values in {shown} {when}; {hint}. The last good checkpoint is kept.")
+        raise NonFiniteLossError(f"non-finite values in {shown} {when}; {hint}")
 
 
 def learning_rate(cfg: Config, epoch: int, epochs: int) -> float:
@@ -54,7 +68,7 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     query_f, query_y, _ = extract_features(model, query_loader, device)
     if not (bool(torch.isfinite(bank_f).all()) and bool(torch.isfinite(query_f).all())):
         raise NonFiniteLossError("the encoder gives non-finite features on the evaluation images (its weights "
-                                 "overflow); lower optim.lr. The last good checkpoint is kept.")
+                                 "overflow); lower optim.lr")
     if device.type == "cuda":  # kNN and the linear probe on the GPU (k-means takes them to the host itself)
         bank_f, bank_y, query_f, query_y = (t.to(device) for t in (bank_f, bank_y, query_f, query_y))
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)

@@ -119,12 +119,20 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         return {**terms, "l1": terms["l1"] * float("nan"), "loss": terms["loss"] * float("nan")}
 
     monkeypatch.setattr(ISLLoss, "forward", poisoned)
-    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss.*The last good checkpoint is kept: .*last\.pt"):
         run_isl(cfg, run, resume=run.checkpoint_path)
     kept = load_checkpoint(run.checkpoint_path)
     assert kept["progress"] == good["progress"]
     for key in good["model"]:
         assert torch.equal(kept["model"][key], good["model"][key])
+
+
+def test_divergence_before_the_first_checkpoint_says_none_was_written(tmp_path):
+    cfg = tiny_cfg(tmp_path, "optim.lr=1e30")
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(NonFiniteLossError, match="No checkpoint had been written yet") as err:
+        run_isl(cfg, run)
+    assert "is kept" not in str(err.value) and not run.checkpoint_path.exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
