@@ -268,8 +268,9 @@ def test_variants_are_named_override_sets(tmp_path, fake_tool):
     assert {r["variant"]: float(r["nmi_mean"]) for r in rows} == {"narrow": 0.3, "wide": 0.9}
 
 
-def test_gan_mining_sweep_validates():
-    spec = load_sweep_file(ROOT / "configs" / "ablations" / "digits_gan_mining.yaml")
+@pytest.mark.parametrize("name", ["digits_gan_mining", "fashion_mnist_gan_mining"])
+def test_gan_mining_sweeps_validate(name):
+    spec = load_sweep_file(ROOT / "configs" / "ablations" / f"{name}.yaml")
     sweep = Sweep(spec["cfg"], spec.get("grid") or {}, spec["seeds"], spec.get("set", []), spec["tool"],
                   variants=spec["variants"])
     specs = expand(sweep.grid, sweep.seeds, sweep.variants)
