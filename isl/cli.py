@@ -88,11 +88,12 @@ def find_resume(cfg, resume: str) -> tuple[Path, Path]:
 def open_run(cfg, resume: str | None, tensorboard: bool):
     """(run directory, checkpoint to resume or None) for a training tool, after joining torchrun's process group
     when launched by it: rank 0 creates (or reopens) the run directory; the other ranks get a FollowerRunDir of
-    the same path (they write nothing), no progress bars and warnings only on the console."""
+    the same path (they write nothing), no progress bars and errors only on the console: the GAN and the mining
+    run identically on every rank (a digest check says so), so their warnings would repeat once per rank."""
     init_distributed(cfg.train.device)
     if not is_main():
         disable_progress()
-        setup_logging(console_level=logging.WARNING)
+        setup_logging(console_level=logging.ERROR)
         path, ckpt = broadcast_object(None)
         return FollowerRunDir(path), None if ckpt is None else Path(ckpt)
     if resume:

@@ -128,3 +128,26 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(tmp_path):
     for part in ("model", "loss"):
         for key, value in one[part].items():
             torch.testing.assert_close(ddp[part][key], value, atol=ATOL, rtol=0, msg=f"{part}.{key}")
+
+
+def test_follower_ranks_print_errors_only(tmp_path, monkeypatch):
+    """Ranks > 0 run the GAN and the mining identically to rank 0: their warnings would repeat once per rank."""
+    import logging
+
+    import isl.cli as cli
+    monkeypatch.setattr(cli, "init_distributed", lambda device: None)
+    monkeypatch.setattr(cli, "is_main", lambda: False)
+    monkeypatch.setattr(cli, "disable_progress", lambda: None)   # process-wide; the other tests keep their bars
+    monkeypatch.setattr(cli, "broadcast_object", lambda obj: (str(tmp_path / "run"), None))
+    cfg = load_config("digits.yaml", output_root=str(tmp_path))
+    root = logging.getLogger("isl")
+    console = [h for h in root.handlers if getattr(h, "_isl_console", False)]
+    before = [h.level for h in console]
+    try:
+        run, ckpt = cli.open_run(cfg, resume=None, tensorboard=False)
+        assert isinstance(run, FollowerRunDir) and ckpt is None
+        console = [h for h in root.handlers if getattr(h, "_isl_console", False)]
+        assert [h.level for h in console] == [logging.ERROR]
+    finally:
+        for h, level in zip(console, before or [logging.NOTSET]):
+            h.setLevel(level)
