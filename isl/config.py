@@ -218,7 +218,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
+        return {k: dict(v) if isinstance(v, _KeyUpdates) else v for k, v in value.items()}
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
@@ -233,6 +233,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 # yaml 1.1 reads a bare `off` as false: these text keys take false as their "off" choice (train.amp used to be
 # a bool, so `amp: false` in older run directories loads too); true is refused by the choice check
 _FALSE_AS_TEXT = {"train.amp": "off"}
+
+
+class _KeyUpdates(dict):
+    """The mapping a dotted override builds on its way to a key: `baseline.loss_kwargs.margin=0.2` updates that
+    one key of a mapping-valued field, where `baseline.loss_kwargs={margin: 0.2}` (or a yaml file) replaces it."""
 
 
 def _merge(obj, updates: dict, prefix: str = "") -> None:
@@ -254,6 +259,8 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
                     raise ConfigError(f"{where} takes a name, not true; valid choices: see the comment of {where} "
                                       f"in isl/config.py (train.amp: off | bf16 | fp16)")
                 value = _FALSE_AS_TEXT[where]
+            if isinstance(value, _KeyUpdates) and isinstance(current, dict):
+                value = {**current, **value}
             setattr(obj, key, _coerce(value, types[key], where))
 
 
@@ -263,11 +270,11 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. isl.gan.alpha=2.0)")
     dotted, raw = text.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else ""
-    out: dict = {}
+    out: dict = _KeyUpdates()
     node = out
     parts = dotted.strip().split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        node = node.setdefault(part, _KeyUpdates())
     node[parts[-1]] = value
     return out
 

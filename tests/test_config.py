@@ -25,6 +25,17 @@ def test_dotted_override_and_int_for_float():
     assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
 
 
+def test_dotted_override_into_a_mapping_sets_one_key_a_whole_mapping_replaces_it():
+    cfg = load_config("baselines/a_hard_pair.yaml", ["baseline.loss_kwargs.alpha=10"])
+    assert cfg.baseline.loss_kwargs == {"alpha": 10, "beta": 20.0, "pos_limit": 0.8, "neg_limit": 1.1}
+    cfg = load_config("baselines/a_hard_pair.yaml", ["baseline.loss_kwargs={alpha: 10}"])
+    assert cfg.baseline.loss_kwargs == {"alpha": 10}
+    cfg = load_config("baselines/a_hard_pair.yaml", ["baseline.loss_kwargs={}", "baseline.loss_kwargs.beta=5"])
+    assert cfg.baseline.loss_kwargs == {"beta": 5}
+    assert type(cfg.baseline.loss_kwargs) is dict  # plain, so it dumps to yaml and checkpoints like any mapping
+    assert "beta: 5" in dump_yaml(cfg)
+
+
 def test_unknown_key_lists_valid_keys_and_closest_match():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["isl.gan.alpah=2"])

@@ -71,8 +71,9 @@ def config_rows(obj, prefix: str = "") -> list[tuple[str, str, str, str]]:
 def config_markdown() -> str:
     lines = [GENERATED.format(source="isl/config.py"), "", "# Config reference", "",
              "Every key of `isl.config.Config`: its type, its default and the comment beside it in `isl/config.py`. "
-             "An experiment yaml holds only what differs; `--set section.key=value` overrides from the command line; "
-             "an unknown key or a wrong type is an error that lists the valid keys.", ""]
+             "An experiment yaml holds only what differs; `--set section.key=value` overrides from the command line "
+             "(into a mapping, `--set baseline.loss_kwargs.margin=0.2` sets one key and keeps the others, "
+             "`--set 'baseline.loss_kwargs={margin: 0.2}'` replaces the whole mapping); an unknown key or a wrong type is an error that lists the valid keys.", ""]
     section = None
     for key, typ, default, comment in config_rows(Config()):
         head = key.rsplit(".", 1)[0] if "." in key else "top level"
