@@ -384,12 +384,26 @@ def load_config(cfg: str | Path | None = None, overrides: list[str] | None = Non
         raise ConfigError(f"data.name={config.data.name!r}, but the base file {base_path} describes {base_data!r} "
                           f"(model, batch size, kNN k, experiment name); switch the base instead, e.g. "
                           f"train_baseline.py --data {config.data.name}")
+    file_data = (content.get("data") or {}).get("name") if base_data is None else None
+    if file_data is not None and config.data.name != file_data:
+        _refuse_data_swap(config.data.name, file_data, path)
     _fill_experiment(config)
     config.data.root = data_root or config.data.root or os.environ.get("ISL_DATA_ROOT", "") or "./data"
     config.output_root = output_root or config.output_root or os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     validate(config)
     check_device(config.train.device)
     return config
+
+
+def _refuse_data_swap(name: str, described: str, path: Path) -> None:
+    """`--cfg digits.yaml --set data.name=svhn` would train SVHN at digits' image size, encoder and kNN k."""
+    from .data import DATASETS
+    if name not in DATASETS:
+        return  # validate() lists the valid names
+    own = CONFIG_DIR / f"{name}.yaml"
+    hint = f"run its own config, --cfg {own.name}" if own.is_file() else "write a config for it (see configs/)"
+    raise ConfigError(f"data.name={name!r}, but {path} describes {described!r} (image size, encoder, batch size, "
+                      f"kNN k, experiment name); {hint}")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -36,6 +36,16 @@ def test_dotted_override_into_a_mapping_sets_one_key_a_whole_mapping_replaces_it
     assert "beta: 5" in dump_yaml(cfg)
 
 
+def test_swapping_the_data_set_of_a_full_config_names_the_config_to_run():
+    with pytest.raises(ConfigError, match=r"data.name='svhn', but .*digits.yaml describes 'digits'.*--cfg svhn.yaml"):
+        load_config("digits.yaml", ["data.name=svhn"])
+    with pytest.raises(ConfigError, match="write a config for it"):
+        load_config("digits.yaml", ["data.name=cifar100_20"])
+    with pytest.raises(ConfigError, match="valid choices|one of"):
+        load_config("digits.yaml", ["data.name=mnist"])  # not a data set: the list of valid names instead
+    assert load_config("digits.yaml", ["data.name=digits"]).data.name == "digits"
+
+
 def test_unknown_key_lists_valid_keys_and_closest_match():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["isl.gan.alpah=2"])
