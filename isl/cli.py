@@ -10,7 +10,7 @@ from typing import Callable
 from .checkpoint import CheckpointError
 from .config import CONFIG_DIR, ConfigError
 from .data import DatasetCorruptedError, DatasetNotFoundError
-from .distributed import broadcast_object, init_distributed, is_main
+from .distributed import broadcast_object, close_distributed, init_distributed, is_main
 from .progress import disable_progress
 from .rundir import FollowerRunDir, RunDir, RunDirError, setup_logging
 from .training import NonFiniteLossError
@@ -103,6 +103,28 @@ def open_run(cfg, resume: str | None, tensorboard: bool):
         run, ckpt = RunDir.create(cfg, enable_tensorboard=tensorboard), None
     broadcast_object((str(run.path), None if ckpt is None else str(ckpt)))
     return run, ckpt
+
+
+
+def train_in_run(cfg, args, train: Callable[..., dict], summary_keys: tuple[str, ...]) -> dict:
+    """The body of a training tool: open the run (`open_run`), `train(cfg, run, resume=ckpt)`, close the run and
+    the process group, and on rank 0 print the summary line and the run directory. A start that fails before its
+    first checkpoint leaves no run folder behind."""
+    run, ckpt = open_run(cfg, args.resume, tensorboard=not args.no_tensorboard)
+    try:
+        results = train(cfg, run, resume=ckpt)
+    except BaseException:
+        if ckpt is None:
+            run.discard_if_unstarted()
+        raise
+    finally:
+        run.close()
+        main_rank = is_main()  # read before the process group is gone
+        close_distributed()
+    if main_rank:
+        print(summary_line(results, summary_keys))
+        print(f"run directory: {run.path}")
+    return results
 
 
 BASELINE_DATA_DIR = CONFIG_DIR / "baselines" / "datasets"

@@ -18,9 +18,8 @@ import argparse
 
 from baselines.trainer import check_baseline_config, run_baseline
 from isl.cli import (add_data_argument, add_run_arguments, apply_output_arguments, baseline_data_base,
-                     open_run, run_cli, summary_line)
+                     run_cli, train_in_run)
 from isl.config import load_config
-from isl.distributed import close_distributed, is_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,22 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root,
                       base=baseline_data_base(args.data))
     check_baseline_config(cfg)  # loss, miner, sampler and their arguments, before any data is read
-    run, ckpt = open_run(cfg, args.resume, tensorboard=not args.no_tensorboard)  # rank 0 writes under torchrun
-    main_rank = is_main()
-    try:
-        results = run_baseline(cfg, run, resume=ckpt)
-    except BaseException:
-        if ckpt is None:
-            run.discard_if_unstarted()  # a start that failed before its first checkpoint leaves no folder behind
-        raise
-    finally:
-        run.close()
-        close_distributed()
-    if not main_rank:
-        return results
-    print(summary_line(results, ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s")))
-    print(f"run directory: {run.path}")
-    return results
+    return train_in_run(cfg, args, run_baseline,
+                        ("loss", "knn_acc", "linear_acc", "nmi", "acc", "ari", "wall_time_s"))
 
 
 def cli() -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from isl.cli import add_run_arguments, apply_output_arguments, open_run, run_cli, summary_line
+from isl.cli import add_run_arguments, apply_output_arguments, run_cli, train_in_run
 from isl.config import load_config
-from isl.distributed import close_distributed, is_main
 from isl.train import run_isl
 
 
@@ -29,23 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     apply_output_arguments(args)
     cfg = load_config(args.cfg, args.overrides, args.data_root, args.output_root)
-    run, ckpt = open_run(cfg, args.resume, tensorboard=not args.no_tensorboard)  # rank 0 writes under torchrun
-    main_rank = is_main()
-    try:
-        results = run_isl(cfg, run, resume=ckpt)
-    except BaseException:
-        if ckpt is None:
-            run.discard_if_unstarted()  # a start that failed before its first checkpoint leaves no folder behind
-        raise
-    finally:
-        run.close()
-        close_distributed()
-    if not main_rank:
-        return results
-    print(summary_line(results, ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision",
-                                 "wall_time_s")))
-    print(f"run directory: {run.path}")
-    return results
+    return train_in_run(cfg, args, run_isl,
+                        ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pairs", "pair_precision", "wall_time_s"))
 
 
 def cli() -> None:
