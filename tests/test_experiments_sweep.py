@@ -268,6 +268,25 @@ def test_variants_are_named_override_sets(tmp_path, fake_tool):
     assert {r["variant"]: float(r["nmi_mean"]) for r in rows} == {"narrow": 0.3, "wide": 0.9}
 
 
+def test_variants_flag_runs_the_named_variants_in_its_order(tmp_path, fake_tool):
+    sweep_file = tmp_path / "v.yaml"
+    sweep_file.write_text(f"cfg: digits.yaml\ntool: {fake_tool}\nseeds: [0, 1]\n"
+                          "variants:\n  a: [isl.mining.radius=0.3]\n  b: [isl.mining.radius=0.5]\n"
+                          "  c: [isl.mining.radius=0.9]\nset: [experiment=v]\n")
+    ablate = _load_tool("ablate")
+    out = str(tmp_path / "o")
+    res = ablate.main(["--sweep", str(sweep_file), "--out", out, "--variants", "c,a", "--seeds", "0", "--quiet"])
+    assert res["done"] == ["variant=c__seed=0", "variant=a__seed=0"] and res["finished"] == 2
+    res = ablate.main(["--sweep", str(sweep_file), "--out", out, "--variants", "b", "--seeds", "0", "--quiet"])
+    assert res["done"] == ["variant=b__seed=0"]
+    rows = list(csv.DictReader(open(tmp_path / "o" / "results.csv")))
+    assert sorted(r["variant"] for r in rows) == ["a", "b", "c"]   # the table gathers every finished variant
+    with pytest.raises(SweepError, match="unknown variant.*'d'.*a, b, c"):
+        ablate.main(["--sweep", str(sweep_file), "--out", out, "--variants", "a,d", "--dry-run"])
+    with pytest.raises(SweepError, match="has none"):
+        ablate.main(["--cfg", "digits.yaml", "--grid", "isl.gan.alpha=1", "--variants", "a", "--dry-run"])
+
+
 @pytest.mark.parametrize("name", ["digits_gan_mining", "fashion_mnist_gan_mining"])
 def test_gan_mining_sweeps_validate(name):
     spec = load_sweep_file(ROOT / "configs" / "ablations" / f"{name}.yaml")

@@ -251,11 +251,27 @@ def child_env(workers: int, threads_per_run: int = 0) -> dict[str, str]:
     return env
 
 
+def select_variants(specs: list[RunSpec], variants: dict[str, list[str]], only: list[str] | None) -> list[RunSpec]:
+    """The specs of the named variants, in the order the names are given (all specs when `only` is empty)."""
+    if not only:
+        return specs
+    if not variants:
+        raise SweepError("--variants picks named variants, but this sweep has none (it sweeps a grid); "
+                         "narrow the grid with --grid KEY=V1,V2 instead")
+    unknown = [v for v in only if v not in variants]
+    if unknown:
+        raise SweepError(f"unknown variant(s) {unknown}; this sweep's variants are: {', '.join(variants)}")
+    rank = {name: i for i, name in enumerate(dict.fromkeys(only))}
+    chosen = [s for s in specs if s.combo[0][1] in rank]
+    return sorted(chosen, key=lambda s: rank[s.combo[0][1]])   # stable: seeds and grid order kept per variant
+
+
 def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeout: float | None = None,
-            threads_per_run: int = 0, progress=print) -> dict[str, Any]:
-    """Validate, then run every (combination, seed) with `workers` parallel processes. Returns the summary
-    {"runs": [...], "done", "retried", "skipped", "failed"} (also written to <out>/summary.json)."""
-    specs = expand(sweep.grid, sweep.seeds, sweep.variants)
+            threads_per_run: int = 0, progress=print, only: list[str] | None = None) -> dict[str, Any]:
+    """Validate, then run every (combination, seed) with `workers` parallel processes (only the variants named
+    in `only`, in that order, when given). Returns the summary {"runs": [...], "done", "retried", "skipped",
+    "failed"} (also written to <out>/summary.json)."""
+    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants), sweep.variants, only)
     validate(sweep, specs)
     tool_command(sweep.tool)
     out = Path(sweep.out)

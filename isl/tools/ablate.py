@@ -25,7 +25,7 @@ from isl.cli import run_cli
 from isl.experiments.collect import read_run, short_names
 from isl.experiments.summary import write_summary
 from isl.experiments.sweep import (Sweep, SweepError, execute, expand, finished_results, load_sweep_file,
-                                   parse_grid_arg, validate)
+                                   parse_grid_arg, select_variants, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="passed to every run (else $ISL_DATA_ROOT or ./data)")
     p.add_argument("--data", default=None, metavar="NAME",
                    help="with --tool train_baseline: the data set of every run (configs/baselines/datasets/NAME.yaml)")
+    p.add_argument("--variants", default=None, metavar="NAME[,NAME]",
+                   help="run only these variants of the sweep file, in this order (the tables still gather every "
+                        "finished run of the sweep)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     p.add_argument("--collect-only", action="store_true", help="only rebuild tables and figures from finished runs")
     p.add_argument("--quiet", action="store_true",
@@ -113,7 +116,8 @@ def _intro(sweep: Sweep, summary: dict | None) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     sweep, workers, timeout = build_sweep(args)
-    specs = expand(sweep.grid, sweep.seeds, sweep.variants)
+    only = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants), sweep.variants, only)
     if args.dry_run:
         validate(sweep, specs)
         for spec in specs:
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"sweep: {len(specs)} runs ({len(specs) // len(sweep.seeds)} combinations x {len(sweep.seeds)} seeds), "
               f"{workers} worker(s) -> {sweep.out}")
         summary = execute(sweep, workers=workers, data_root=args.data_root, timeout=timeout,
-                          threads_per_run=args.threads_per_run, progress=(lambda line: None) if args.quiet else print)
+                          threads_per_run=args.threads_per_run, progress=(lambda line: None) if args.quiet else print,
+                          only=only)
     rows = collect_sweep(sweep)
     out = {"failed": [], **(summary or {}), "finished": len(rows)}
     if rows:
