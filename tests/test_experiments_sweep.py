@@ -287,6 +287,37 @@ def test_variants_flag_runs_the_named_variants_in_its_order(tmp_path, fake_tool)
         ablate.main(["--cfg", "digits.yaml", "--grid", "isl.gan.alpha=1", "--variants", "a", "--dry-run"])
 
 
+def test_a_variant_may_start_from_its_own_config(tmp_path, fake_tool):
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("_base_: digits.yaml\nisl: {mining: {radius: 0.7}}\n")
+    sweep_file = tmp_path / "v.yaml"
+    sweep_file.write_text(f"cfg: digits.yaml\ntool: {fake_tool}\nseeds: [0]\nset: [experiment=v]\nvariants:\n"
+                          f"  narrow: [isl.mining.radius=0.3]\n  wide: {{cfg: {wide}}}\n"
+                          f"  wider: {{cfg: {wide}, set: [isl.gan.alpha=0.5]}}\n")
+    res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--quiet"])
+    assert res["finished"] == 3
+    rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "o" / "results.csv"))}
+    assert {k: float(r["nmi_mean"]) for k, r in rows.items()} == {"narrow": 0.3, "wide": 0.7, "wider": 0.7}
+    assert float(rows["wider"]["knn_acc_mean"]) == pytest.approx(0.55)            # its own `set` on top of its cfg
+    calls = (tmp_path / "o" / "runs" / "variant=wide" / "seed=0" / "calls.txt").read_text()
+    assert f"--cfg {wide.resolve()}" in calls
+    assert "base `" in (tmp_path / "o" / "results.md").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"cfg: digits.yaml\ntool: {fake_tool}\nvariants:\n  x: {{cfg: digits.yaml, sett: []}}\n")
+    with pytest.raises(SweepError, match="unknown keys.*sett"):
+        _load_tool("ablate").main(["--sweep", str(bad), "--dry-run"])
+
+
+def test_the_supervised_fashion_mnist_sweep_validates():
+    ablate = _load_tool("ablate")
+    sweep, _, _ = ablate.build_sweep(ablate.build_parser().parse_args(
+        ["--sweep", str(ROOT / "configs" / "ablations" / "fashion_mnist_supervised.yaml")]))
+    specs = expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs)
+    validate(sweep, specs)
+    assert len(specs) == 6 and {s.cfg for s in specs} == {None, "baselines/proxy_anchor.yaml"}
+    assert sweep.tool == "train_baseline" and sweep.data == "fashion_mnist"
+
+
 @pytest.mark.parametrize("name", ["digits_gan_mining", "fashion_mnist_gan_mining"])
 def test_gan_mining_sweeps_validate(name):
     spec = load_sweep_file(ROOT / "configs" / "ablations" / f"{name}.yaml")

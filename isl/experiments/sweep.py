@@ -57,6 +57,7 @@ class Sweep:
     out: str = "runs/ablations/sweep"
     data: str | None = None                    # train_baseline only: --data NAME (configs/baselines/datasets/)
     variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides, swept as the key "variant"
+    variant_cfgs: dict[str, str] = field(default_factory=dict)    # name -> its own base yaml (else `cfg`)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class RunSpec:
     seed: int
     name: str                                  # the combination's folder name
     extra: tuple[str, ...] = ()                # the variant's overrides
+    cfg: str | None = None                     # the variant's own base yaml (None: the sweep's)
 
     @property
     def label(self) -> str:
@@ -102,10 +104,36 @@ def combo_name(combo: tuple[tuple[str, Any], ...]) -> str:
     return re.sub(r"[^\w.=+-]", "-", text)
 
 
-def expand(grid: dict[str, list], seeds: list[int], variants: dict[str, list[str]] | None = None) -> list[RunSpec]:
+def parse_variants(raw: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """A sweep file's `variants:` -> (name -> overrides, name -> own base yaml). Each variant is a list of
+    KEY=VALUE overrides, or a mapping {cfg: BASE.yaml, set: [KEY=VALUE, ...]} when it starts from another
+    config (e.g. one supervised loss per variant: cfg: baselines/proxy_anchor.yaml)."""
+    if raw is None:
+        return {}, {}
+    if not isinstance(raw, dict):
+        raise SweepError(f"`variants:` must map names to override lists, got {type(raw).__name__}")
+    variants, cfgs = {}, {}
+    for name, value in raw.items():
+        name = str(name)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"cfg", "set"})
+            if unknown:
+                raise SweepError(f"variant {name!r}: unknown keys {unknown}; a variant mapping has `cfg` and `set`")
+            if value.get("cfg"):
+                cfgs[name] = str(value["cfg"])
+            value = value.get("set") or []
+        if not isinstance(value, (list, tuple)):
+            raise SweepError(f"variant {name!r} must be a list of KEY=VALUE overrides (or a mapping with `cfg` and "
+                             f"`set`), got {value!r}")
+        variants[name] = [str(o) for o in value]
+    return variants, cfgs
+
+
+def expand(grid: dict[str, list], seeds: list[int], variants: dict[str, list[str]] | None = None,
+           variant_cfgs: dict[str, str] | None = None) -> list[RunSpec]:
     """Cartesian product of the variants (named override lists, slowest) and the grid values (first key
     slowest), each combination once per seed."""
-    variants = variants or {}
+    variants, variant_cfgs = variants or {}, variant_cfgs or {}
     for name, overrides in variants.items():
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise SweepError(f"variant {name!r} must be a list of KEY=VALUE overrides, got {overrides!r}")
@@ -126,7 +154,8 @@ def expand(grid: dict[str, list], seeds: list[int], variants: dict[str, list[str
         extra = tuple(variants[variant]) if variant is not None else ()
         for values in itertools.product(*(grid[k] for k in keys)):
             combo = head + tuple(zip(keys, values))
-            specs.extend(RunSpec(combo, int(seed), combo_name(combo), extra) for seed in seeds)
+            specs.extend(RunSpec(combo, int(seed), combo_name(combo), extra, variant_cfgs.get(variant))
+                         for seed in seeds)
     return specs
 
 
@@ -166,11 +195,11 @@ def validate(sweep: Sweep, specs: list[RunSpec]) -> None:
         from baselines.trainer import check_baseline_config as check_tool
     for spec in specs:
         try:
-            cfg = load_config(sweep.cfg, spec.overrides(sweep.fixed), base=base)
+            cfg = load_config(spec.cfg or sweep.cfg, spec.overrides(sweep.fixed), base=base)
             if check_tool is not None:
                 check_tool(cfg)
         except ConfigError as err:
-            raise SweepError(f"run {spec.label} of the sweep over {sweep.cfg}: {err}") from None
+            raise SweepError(f"run {spec.label} of the sweep over {spec.cfg or sweep.cfg}: {err}") from None
 
 
 def tool_command(tool: str) -> list[str]:
@@ -215,7 +244,7 @@ def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start, rc, resumed = time.perf_counter(), None, False
     for attempt in range(1, attempts + 1):
-        cmd = tool_command(sweep.tool) + ["--cfg", str(resolve_config_path(sweep.cfg).resolve()),
+        cmd = tool_command(sweep.tool) + ["--cfg", str(resolve_config_path(spec.cfg or sweep.cfg).resolve()),
                                           "--output-root", str(run_root.resolve())]
         if data_root:
             cmd += ["--data-root", data_root]
@@ -271,7 +300,7 @@ def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeou
     """Validate, then run every (combination, seed) with `workers` parallel processes (only the variants named
     in `only`, in that order, when given). Returns the summary {"runs": [...], "done", "retried", "skipped",
     "failed"} (also written to <out>/summary.json)."""
-    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants), sweep.variants, only)
+    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs), sweep.variants, only)
     validate(sweep, specs)
     tool_command(sweep.tool)
     out = Path(sweep.out)

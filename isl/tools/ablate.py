@@ -25,7 +25,7 @@ from isl.cli import run_cli
 from isl.experiments.collect import read_run, short_names
 from isl.experiments.summary import write_summary
 from isl.experiments.sweep import (Sweep, SweepError, execute, expand, finished_results, load_sweep_file,
-                                   parse_grid_arg, select_variants, validate)
+                                   parse_grid_arg, parse_variants, select_variants, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
         raise SweepError("give --cfg BASE.yaml with --grid KEY=V1,V2 ..., or --sweep configs/ablations/<file>.yaml")
     grid = {str(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (spec.get("grid") or {}).items()}
     grid.update(parse_grid_arg(g) for g in args.grid)
-    variants = {str(k): [str(o) for o in (v or [])] for k, v in (spec.get("variants") or {}).items()}
+    variants, variant_cfgs = parse_variants(spec.get("variants"))
     if not grid and not variants:
         raise SweepError("the sweep has no grid: give --grid KEY=V1,V2 ... or a `grid:` (or `variants:`) mapping "
                          "in the sweep file")
@@ -79,7 +79,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
     root = os.environ.get("ISL_OUTPUT_ROOT", "") or "./runs"
     out = args.out or spec.get("out") or str(Path(root) / "ablations" / name)
     sweep = Sweep(cfg=str(cfg), grid=grid, seeds=seeds, fixed=fixed, tool=args.tool or spec.get("tool", "train_isl"),
-                  out=out, data=data, variants=variants)
+                  out=out, data=data, variants=variants, variant_cfgs=variant_cfgs)
     workers = args.workers if args.workers is not None else int(spec.get("workers", 1))
     timeout = args.timeout if args.timeout is not None else spec.get("timeout")
     if workers < 1:
@@ -90,7 +90,7 @@ def build_sweep(args: argparse.Namespace) -> tuple[Sweep, int, float | None]:
 def collect_sweep(sweep: Sweep) -> list[dict]:
     """Rows of this sweep's finished runs (only its own combinations), swept values filled from the grid."""
     rows = []
-    for spec in expand(sweep.grid, sweep.seeds, sweep.variants):
+    for spec in expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs):
         results = finished_results(Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}")
         if results:
             row = read_run(results.parent)
@@ -101,11 +101,16 @@ def collect_sweep(sweep: Sweep) -> list[dict]:
     return rows
 
 
+def _describe_variant(sweep: Sweep, name: str) -> str:
+    parts = ([f"base `{sweep.variant_cfgs[name]}`"] if name in sweep.variant_cfgs else []) + \
+        [f"`{o}`" for o in sweep.variants[name]]
+    return " ".join(parts) or "the base config"
+
+
 def _intro(sweep: Sweep, summary: dict | None) -> str:
     lines = [f"Base `{sweep.cfg}`, tool `{sweep.tool}`, seeds {sweep.seeds}, grid: "
              + (", ".join(f"`{k}` in {v}" for k, v in sweep.grid.items()) or "none") + "."
-             + "".join(f"\nVariant `{k}`: " + (" ".join(f"`{o}`" for o in v) or "the base config") + "."
-                       for k, v in sweep.variants.items()),
+             + "".join(f"\nVariant `{k}`: {_describe_variant(sweep, k)}." for k in sweep.variants),
              "Fixed overrides: " + (" ".join(f"`{o}`" for o in sweep.fixed) or "none") + "."]
     if summary and summary["failed"]:
         lines.append("\n**Failed runs** (after one retry): " + ", ".join(
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     sweep, workers, timeout = build_sweep(args)
     only = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants), sweep.variants, only)
+    specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs), sweep.variants, only)
     if args.dry_run:
         validate(sweep, specs)
         for spec in specs:
