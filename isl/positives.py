@@ -275,6 +275,23 @@ class PositiveSets(nn.Module):
         # both directions are stored, so the directed mean equals the undirected one
         return float((labels[rows] == labels[self.indices]).double().mean())
 
+    def coverage(self, labels: torch.Tensor) -> dict[str, float | None]:
+        """Share of samples with at least one mined positive, over all samples and in the least-covered class
+        (samples labelled < 0, i.e. unlabelled, count in the first only). Monitoring only: a quota spent on few
+        anchors leaves most instances with P_i = {i} however precise their pairs are."""
+        if labels.dim() != 1 or labels.numel() != self.num_samples:
+            raise ValueError(f"labels must be 1-D with one label per sample ({self.num_samples}), got "
+                             f"{tuple(labels.shape)}")
+        has = (self.indptr[1:] > self.indptr[:-1]).double()
+        labels = labels.to(has.device).long()
+        known = labels >= 0
+        min_class = None
+        if known.any():
+            counts = torch.bincount(labels[known]).double()
+            covered = torch.bincount(labels[known], weights=has[known], minlength=counts.numel())
+            min_class = float((covered[counts > 0] / counts[counts > 0]).min())
+        return {"pair_coverage": float(has.mean()), "pair_coverage_min_class": min_class}
+
     # ------------------------------------------------------------------------------------------ state
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:

@@ -395,7 +395,7 @@ def mining_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
         run.log_metrics({"stage": "mining", "round": p.round, "pass": p.mining_passes, "new_pairs": added,
                          "pairs": s.positives.num_pairs(), "d_gap": p.d_gap, "d_auc": p.d_auc,
                          "pair_precision": pair_precision(s.positives, s.labels),
-                         "sec_per_pass": time.perf_counter() - t0, **stats},
+                         **s.positives.coverage(s.labels), "sec_per_pass": time.perf_counter() - t0, **stats},
                         step=p.round * m.max_passes + p.mining_passes, prefix="mining/")
         if added == 0:  # nothing within the radius anywhere: further passes would only repeat this one
             log.warning("round %d: mining pass %d added no pair; stopping this round's mining", p.round,
@@ -403,8 +403,9 @@ def mining_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
             p.mining_passes = m.max_passes
         save()
     bar.close()
-    log.info("round %d: %d new pairs (quota %d), %d pairs in all, precision %.3f", p.round, p.mined_pairs, quota,
-             s.positives.num_pairs(), pair_precision(s.positives, s.labels))
+    log.info("round %d: %d new pairs (quota %d), %d pairs in all, precision %.3f, anchors with a mined positive "
+             "%.3f", p.round, p.mined_pairs, quota, s.positives.num_pairs(), pair_precision(s.positives, s.labels),
+             s.positives.coverage(s.labels)["pair_coverage"])
 
 
 def knn_overlap(pi: torch.Tensor, pj: torch.Tensor, bank: torch.Tensor, positives: PositiveSets,
@@ -469,7 +470,8 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                    "mining_sec_per_pass": sum(passes) / len(passes) if passes else None,
                    "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
                    "seed": cfg.seed, "pairs": s.positives.num_pairs(),
-                   "pair_precision": pair_precision(s.positives, s.labels), "epochs": p.total_encoder_epochs,
+                   "pair_precision": pair_precision(s.positives, s.labels), **s.positives.coverage(s.labels),
+                   "epochs": p.total_encoder_epochs,
                    "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
                    "world_size": world_size(), **last_gan_diagnostics(run)}
         run.save_checkpoint(s.state_dict())

@@ -153,6 +153,22 @@ def test_pair_precision_against_loop():
     assert abs(pos.pair_precision(labels) - expected) < 1e-12
 
 
+def test_coverage_against_loop():
+    pos, ref = _random_sets(12, rounds=1, per_round=4, seed=17)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1, 2, 0, -1, 1])          # sample 10 unlabelled
+    has = [bool(ref[i] - {i}) for i in range(12)]
+    per_class = [sum(has[i] for i in range(12) if labels[i] == c) / sum(1 for i in range(12) if labels[i] == c)
+                 for c in range(3)]
+    cov = pos.coverage(labels)
+    assert cov["pair_coverage"] == pytest.approx(sum(has) / 12)
+    assert cov["pair_coverage_min_class"] == pytest.approx(min(per_class))
+    assert PositiveSets(5).coverage(torch.zeros(5, dtype=torch.long)) == {"pair_coverage": 0.0,
+                                                                         "pair_coverage_min_class": 0.0}
+    assert PositiveSets(3).coverage(torch.full((3,), -1))["pair_coverage_min_class"] is None
+    with pytest.raises(ValueError, match="one label per sample"):
+        pos.coverage(labels[:5])
+
+
 def test_state_dict_round_trip_weights_only():
     pos, ref = _random_sets(16, rounds=2, per_round=10, seed=16)
     buf = io.BytesIO()

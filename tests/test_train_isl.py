@@ -66,6 +66,17 @@ def test_other_strategies_run(tmp_path, strategy):
         assert all(r["l2"] == 0.0 for r in read_metrics(run.path) if r["stage"] == "encoder")
     stages = {r["stage"] for r in read_metrics(run.path)}
     assert "gan" not in stages
+    mining = [r for r in read_metrics(run.path) if r["stage"] == "mining"]
+    assert all(0 <= r["pair_coverage_min_class"] <= r["pair_coverage"] <= 1 for r in mining)
+    if strategy == "none":
+        assert results["pair_coverage"] == 0.0
+        return
+    assert 0 < results["pair_coverage"] <= 1 and results["pair_coverage"] == mining[-1]["pair_coverage"]
+    # tools/evaluate.py describes the checkpoint's positive sets with the same numbers (same train-set order)
+    from isl.tools import evaluate
+    described = evaluate.main(["--ckpt", str(run.checkpoint_path), "--out", str(tmp_path / "eval.json")])
+    for key in ("pair_precision", "pair_coverage", "pair_coverage_min_class"):
+        assert described[key] == pytest.approx(results[key])
 
 
 def _weights(path):

@@ -7,7 +7,9 @@ Installed (`pip install -e .`): `isl-eval ...`; from a checkout: `python tools/e
 
 With --ckpt, the config saved in the checkpoint rebuilds the encoder; --cfg/--set then only change the
 evaluation settings. Results are printed and written to one JSON file: --out, else <checkpoint>.eval.json
-next to the checkpoint, else runs/<experiment>/raw_eval.json (no results.csv is touched).
+next to the checkpoint, else runs/<experiment>/raw_eval.json (no results.csv is touched). An ISL checkpoint's
+mined positive sets are described too: their label precision and coverage (pair_coverage = share of training
+images with at least one mined positive; pair_coverage_min_class = the same in the least-covered class).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from isl.checkpoint import load_module_state, load_saved_run
 from isl.cli import run_cli
 from isl.config import ConfigError, load_config
 from isl.eval import extract_features, write_json
+from isl.positives import PositiveSets
 from isl.training import evaluate_features
 
 
@@ -45,6 +48,17 @@ def raw_features(loader) -> tuple[torch.Tensor, torch.Tensor]:
         feats.append(images.flatten(1).float())
         labels.append(targets)
     return torch.cat(feats), torch.cat(labels)
+
+
+def positive_set_stats(state: dict | None, train_labels: torch.Tensor) -> dict:
+    """Label precision and coverage of an ISL checkpoint's mined positive sets (nothing for other checkpoints, or
+    when the evaluation's train split is not the one the sets index)."""
+    saved = (state or {}).get("positives")
+    if not saved or saved["indptr"].numel() != train_labels.numel() + 1:
+        return {}
+    positives = PositiveSets(train_labels.numel())
+    positives.load_state_dict(saved)
+    return {"pair_precision": positives.pair_precision(train_labels), **positives.coverage(train_labels)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         query_f, query_y, _ = extract_features(model, query_loader, device)
     results = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
     results.update(dataset=cfg.data.name, features=args.features, checkpoint=args.ckpt)
+    results.update(positive_set_stats(state, bank_y))
     if args.out:
         out = Path(args.out)
     elif args.ckpt:
@@ -81,7 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(cfg.output_root) / cfg.experiment / f"{args.features}_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
-    print(json.dumps({k: results[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")}, indent=None))
+    shown = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "pair_coverage", "pair_coverage_min_class")
+    print(json.dumps({k: results[k] for k in shown if k in results}, indent=None))
     print(f"written to {out}")
     return results
 
