@@ -123,7 +123,8 @@ class MiningConfig:
     threshold: float = 0.5          # h: accept the best proxy if D(a, g*, n) > h
     threshold_mode: str = "absolute"  # absolute: D's score | relative: D's score calibrated so that an
                                     # uninformed D scores 0.5 under any loss weights (isl.gan.calibrated_logit)
-    fill: str = "random"            # a pass's candidates beyond the quota: random subset | ranked (best first)
+    fill: str = "random"            # a pass's candidates beyond the quota: random subset | ranked (best first) |
+                                    # spread (ranked within each anchor, every anchor's best before any second)
     quota_count: str = "undirected"  # undirected pairs | directed: both directions count (the reference code's rate)
     n_proxies: int = 5              # proxies drawn per anchor; the best by D is kept
     topk: int = 10                  # at most this many neighbours of g* join P_i (0 = no cap)

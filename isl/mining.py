@@ -19,7 +19,9 @@ with threshold_mode "relative" the score compared with h is D's calibrated proba
 
 When a pass finds more candidates than a round's quota has room for, `select_pairs` keeps a random subset
 (fill="random") or the most confident first (fill="ranked": by D's score of the anchor's best proxy for the GAN,
-then by the proxy's similarity to the neighbour; by the similarity v_i . v_j for knn).
+then by the proxy's similarity to the neighbour; by the similarity v_i . v_j for knn), or in that order but
+spread over the anchors (fill="spread": every anchor's best candidate before any anchor's second; a ranked fill
+can spend a whole quota on the few anchors of dense regions).
 
 These functions RETURN candidate pairs; the caller adds them with `PositiveSets.add_pairs` (so a trainer can
 enforce a per-round quota and log precision). Anchors are processed in chunks; no Python loop over anchors.
@@ -38,7 +40,7 @@ from .positives import PositiveSets
 from .triplets import anchor_features, build_triplets
 
 RADIUS_MODES = ("fixed", "adaptive_cosine")
-FILLS = ("random", "ranked")
+FILLS = ("random", "ranked", "spread")
 
 
 @dataclass
@@ -204,6 +206,16 @@ def mine_knn(anchors: torch.Tensor, bank, positives: PositiveSets, *, radius: fl
                         anchors.numel(), capped, sims, sims)
 
 
+def _rank_within_group(keys: torch.Tensor) -> torch.Tensor:
+    """Position of each element among the elements with the same key, in their current order: E -> E int64."""
+    by_key = torch.sort(keys, stable=True).indices                                      # grouped, order kept
+    _, counts = torch.unique_consecutive(keys[by_key], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(by_key)
+    rank[by_key] = torch.arange(keys.numel(), device=keys.device) - starts.repeat_interleave(counts)
+    return rank
+
+
 def select_pairs(result: MiningResult, room: int, fill: str = "random",
                  generator: torch.Generator | None = None, num_samples: int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +224,9 @@ def select_pairs(result: MiningResult, room: int, fill: str = "random",
     fill="random": when there are more than `room` candidates, a uniform subset of `room` of them (pairs found
     from both ends may both be drawn, so fewer than `room` may be new). fill="ranked": every undirected pair once,
     in decreasing `pair_scores`, ties broken by decreasing `pair_sims`, the first `room` (num_samples: N, to key
-    the pairs; defaults to the largest index + 1).
+    the pairs; defaults to the largest index + 1). fill="spread": the same order within each anchor (pairs_i),
+    but round-robin across anchors: every anchor's first candidate (those in the ranked order), then every
+    anchor's second, and so on.
     """
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
@@ -225,12 +239,14 @@ def select_pairs(result: MiningResult, room: int, fill: str = "random",
             pi, pj = pi[keep], pj[keep]
         return pi, pj
     if result.pair_scores is None or result.pair_sims is None:
-        raise ValueError("fill='ranked' needs the miner's pair_scores and pair_sims")
+        raise ValueError(f"fill={fill!r} needs the miner's pair_scores and pair_sims")
     if pi.numel() == 0:
         return pi, pj
     # two stable sorts = a lexicographic order: by score, then by similarity (both decreasing)
     order = torch.sort(result.pair_sims, descending=True, stable=True).indices
     order = order[torch.sort(result.pair_scores[order], descending=True, stable=True).indices]
+    if fill == "spread":  # re-sort by the candidate's rank within its anchor; stable keeps the ranked order
+        order = order[torch.sort(_rank_within_group(pi[order]), stable=True).indices]
     lo, hi = torch.minimum(pi, pj)[order], torch.maximum(pi, pj)[order]               # E' in rank order
     n = num_samples if num_samples is not None else int(hi.max()) + 1
     _, inverse = torch.unique(lo * n + hi, return_inverse=True)                       # E'

@@ -174,6 +174,49 @@ def test_ranked_fill_against_a_loop(room):
                                                              sim.tolist(), room)
 
 
+def _loop_spread(pi, pj, score, sim, room):
+    ranked = sorted(range(len(pi)), key=lambda e: (-score[e], -sim[e]))   # stable: earlier candidates first
+    seen_anchor = {}
+    within = {}
+    for e in ranked:                                                     # rank of e among its anchor's candidates
+        within[e] = seen_anchor.get(pi[e], 0)
+        seen_anchor[pi[e]] = within[e] + 1
+    order = sorted(ranked, key=lambda e: within[e])
+    seen, out = set(), []
+    for e in order:
+        key = (min(pi[e], pj[e]), max(pi[e], pj[e]))
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out[:room]
+
+
+@pytest.mark.parametrize("room", [0, 3, 10, 100])
+def test_spread_fill_against_a_loop(room):
+    g = _gen(10 + room)
+    pi, pj = torch.randint(0, 12, (40,), generator=g), torch.randint(0, 12, (40,), generator=g)
+    keep = pi != pj
+    pi, pj = pi[keep], pj[keep]
+    score = torch.randint(0, 4, pi.shape, generator=g).double() / 4
+    sim = torch.rand(pi.shape, generator=g).double()
+    res = MiningResult(pi, pj, torch.arange(12), torch.ones(12, dtype=torch.bool), None, torch.zeros(12), 12, 0,
+                       score, sim)
+    i, j = select_pairs(res, room, "spread", num_samples=12)
+    assert list(zip(i.tolist(), j.tolist())) == _loop_spread(pi.tolist(), pj.tolist(), score.tolist(),
+                                                             sim.tolist(), room)
+
+
+def test_spread_fill_reaches_more_anchors_than_ranked():
+    """One dense anchor with many very similar candidates takes a ranked quota; spread gives every anchor one."""
+    pi = torch.tensor([0, 0, 0, 0, 1, 2, 3])
+    pj = torch.tensor([4, 5, 6, 7, 8, 9, 10])
+    sim = torch.tensor([0.99, 0.98, 0.97, 0.96, 0.5, 0.4, 0.3]).double()
+    res = MiningResult(pi, pj, torch.arange(11), torch.ones(11, dtype=torch.bool), None, torch.zeros(11), 4, 0,
+                       sim, sim)
+    assert select_pairs(res, 4, "ranked", num_samples=11)[0].tolist() == [0, 0, 0, 0]
+    assert sorted(select_pairs(res, 4, "spread", num_samples=11)[0].tolist()) == [0, 1, 2, 3]
+
+
 def test_random_fill_is_a_subset_of_the_candidates():
     pi, pj = torch.arange(10), torch.arange(1, 11)
     res = MiningResult(pi, pj, torch.arange(11), torch.ones(11, dtype=torch.bool), None, torch.zeros(11), 11, 0)
