@@ -148,8 +148,8 @@ def test_d_steps_updates_d_that_many_times_per_g_update(d_steps):
 
 
 # ------------------------------------------------------------------------------------------- ranked fill
-def _loop_ranked(pi, pj, score, sim, room):
-    order = sorted(range(len(pi)), key=lambda e: (-score[e], -sim[e]))  # stable: earlier candidates first
+def _first_pairs(pi, pj, order, room):
+    """The first `room` distinct undirected pairs of the candidates taken in `order`."""
     seen, out = set(), []
     for e in order:
         key = (min(pi[e], pj[e]), max(pi[e], pj[e]))
@@ -157,6 +157,11 @@ def _loop_ranked(pi, pj, score, sim, room):
             seen.add(key)
             out.append(key)
     return out[:room]
+
+
+def _loop_ranked(pi, pj, score, sim, room):
+    order = sorted(range(len(pi)), key=lambda e: (-score[e], -sim[e]))  # stable: earlier candidates first
+    return _first_pairs(pi, pj, order, room)
 
 
 @pytest.mark.parametrize("room", [0, 3, 10, 100])
@@ -181,14 +186,7 @@ def _loop_spread(pi, pj, score, sim, room):
     for e in ranked:                                                     # rank of e among its anchor's candidates
         within[e] = seen_anchor.get(pi[e], 0)
         seen_anchor[pi[e]] = within[e] + 1
-    order = sorted(ranked, key=lambda e: within[e])
-    seen, out = set(), []
-    for e in order:
-        key = (min(pi[e], pj[e]), max(pi[e], pj[e]))
-        if key not in seen:
-            seen.add(key)
-            out.append(key)
-    return out[:room]
+    return _first_pairs(pi, pj, sorted(ranked, key=lambda e: within[e]), room)
 
 
 @pytest.mark.parametrize("room", [0, 3, 10, 100])
