@@ -164,21 +164,6 @@ def _loop_ranked(pi, pj, score, sim, room):
     return _first_pairs(pi, pj, order, room)
 
 
-@pytest.mark.parametrize("room", [0, 3, 10, 100])
-def test_ranked_fill_against_a_loop(room):
-    g = _gen(room)
-    pi, pj = torch.randint(0, 12, (40,), generator=g), torch.randint(0, 12, (40,), generator=g)
-    keep = pi != pj
-    pi, pj = pi[keep], pj[keep]
-    score = torch.randint(0, 4, pi.shape, generator=g).double() / 4   # ties on the score
-    sim = torch.rand(pi.shape, generator=g).double()
-    res = MiningResult(pi, pj, torch.arange(12), torch.ones(12, dtype=torch.bool), None, torch.zeros(12), 12, 0,
-                       score, sim)
-    i, j = select_pairs(res, room, "ranked", num_samples=12)
-    assert list(zip(i.tolist(), j.tolist())) == _loop_ranked(pi.tolist(), pj.tolist(), score.tolist(),
-                                                             sim.tolist(), room)
-
-
 def _loop_spread(pi, pj, score, sim, room):
     ranked = sorted(range(len(pi)), key=lambda e: (-score[e], -sim[e]))   # stable: earlier candidates first
     seen_anchor = {}
@@ -190,18 +175,18 @@ def _loop_spread(pi, pj, score, sim, room):
 
 
 @pytest.mark.parametrize("room", [0, 3, 10, 100])
-def test_spread_fill_against_a_loop(room):
-    g = _gen(10 + room)
+@pytest.mark.parametrize("fill, reference, seed", [("ranked", _loop_ranked, 0), ("spread", _loop_spread, 10)])
+def test_ordered_fills_against_a_loop(fill, reference, seed, room):
+    g = _gen(seed + room)
     pi, pj = torch.randint(0, 12, (40,), generator=g), torch.randint(0, 12, (40,), generator=g)
     keep = pi != pj
     pi, pj = pi[keep], pj[keep]
-    score = torch.randint(0, 4, pi.shape, generator=g).double() / 4
+    score = torch.randint(0, 4, pi.shape, generator=g).double() / 4   # ties on the score
     sim = torch.rand(pi.shape, generator=g).double()
     res = MiningResult(pi, pj, torch.arange(12), torch.ones(12, dtype=torch.bool), None, torch.zeros(12), 12, 0,
                        score, sim)
-    i, j = select_pairs(res, room, "spread", num_samples=12)
-    assert list(zip(i.tolist(), j.tolist())) == _loop_spread(pi.tolist(), pj.tolist(), score.tolist(),
-                                                             sim.tolist(), room)
+    i, j = select_pairs(res, room, fill, num_samples=12)
+    assert list(zip(i.tolist(), j.tolist())) == reference(pi.tolist(), pj.tolist(), score.tolist(), sim.tolist(), room)
 
 
 def test_spread_fill_reaches_more_anchors_than_ranked():
