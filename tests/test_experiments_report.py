@@ -204,10 +204,14 @@ def test_archive_copies_only_small_result_files(runs, tmp_path):
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.pt").write_bytes(b"x")
     (run / "events.out.tfevents.1").write_bytes(b"x")
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**results, "run_dir": str(run.resolve())}))  # as RunDir writes it
     archive = tmp_path / "archive"
     _report().main([str(runs), "--archive", str(archive), "--out", str(tmp_path / "r.md")])
     copied = {p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()}
     assert len([c for c in copied if c.endswith("results.json")]) == 6
     assert not any("checkpoints" in c or "tfevents" in c for c in copied)
+    archived = archive / run.relative_to(runs) / "results.json"  # names its archived folder, not where it ran
+    assert json.loads(archived.read_text())["run_dir"] == archived.parent.as_posix()
     again = _report().main([str(archive), "--out", str(tmp_path / "r2.md")])  # the table rebuilds from the archive
     assert again["rows"] == 6

@@ -252,8 +252,11 @@ ARCHIVED_FILES = ("results.json", "config.yaml", "metrics.jsonl")
 def archive_runs(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
     """Copy the small text files of every finished run under `paths` (ARCHIVED_FILES: never checkpoints or
     TensorBoard events) to dest/<path relative to the folder given>, so that results can be committed and a
-    table rebuilt from them later (`tools/report.py dest`). Returns the archived run folders."""
+    table rebuilt from them later (`tools/report.py dest`). The archived results.json names its archived folder
+    as `run_dir` (as `dest` was given), not the machine path it ran in. Returns the archived run folders."""
     import shutil
+
+    from ..eval.report import write_json
 
     out = []
     for root in map(Path, paths):
@@ -264,5 +267,9 @@ def archive_runs(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
             for name in ARCHIVED_FILES:
                 if (run_dir / name).is_file():
                     shutil.copy2(run_dir / name, target / name)
+            with open(target / "results.json") as fh:
+                results = json.load(fh)
+            if isinstance(results, dict) and "run_dir" in results:
+                write_json(target / "results.json", {**results, "run_dir": target.as_posix()})
             out.append(target)
     return out
