@@ -325,4 +325,4 @@ def test_gan_mining_sweeps_validate(name):
                   variants=spec["variants"])
     specs = expand(sweep.grid, sweep.seeds, sweep.variants)
     validate(sweep, specs)
-    assert len(specs) == 33
+    assert len(specs) == 36
