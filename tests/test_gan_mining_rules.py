@@ -12,6 +12,7 @@ from isl.gan import (Discriminator, Generator, calibrated_logit, discriminator_l
 from isl.mining import MiningResult, mine_gan, select_pairs
 from isl.positives import PositiveSets
 from isl.triplets import anchor_features, build_triplets
+from mining_helpers import mining_setup
 
 
 def _gen(seed):
@@ -69,22 +70,10 @@ def test_uninformed_d_scores_the_uninformed_level(mode, alpha):
     assert uninformed_score(alpha, mode) == pytest.approx(expected_s0)
 
 
-def _mining_setup(n=40, d=4, seed=0):
-    g = _gen(seed)
-    bank = F.normalize(torch.randn(n, d, generator=g), dim=1)
-    pos = PositiveSets(n)
-    pos.add_pairs(torch.randint(0, n, (15,), generator=g), torch.randint(0, n, (15,), generator=g))
-    torch.manual_seed(seed)
-    D = Discriminator(d)
-    with torch.no_grad():
-        D.net[-1].weight.mul_(30.0)  # spread D's scores
-    return bank, pos, Generator(d, noise_dim=2), D
-
-
 @pytest.mark.parametrize("h", [0.3, 0.5, 0.7])
 def test_relative_threshold_is_a_shifted_absolute_threshold(h):
     """sigmoid(l - offset) > h  <=>  sigmoid(l) > sigmoid(logit(h) + offset): the same pairs either way."""
-    bank, pos, G, D = _mining_setup()
+    bank, pos, G, D = mining_setup()
     offset = uninformed_logit(1.0, "paper")  # -log 2
     kw = dict(radius=1.0, n_proxies=3, topk=5, num_candidates=10, backend="torch")
     rel = mine_gan(torch.arange(40), bank, pos, G, D, threshold=h, logit_offset=offset, generator=_gen(3), **kw)

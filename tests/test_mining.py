@@ -5,26 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isl.gan import Discriminator, Generator
 from isl.mining import mine_gan, mine_knn
 from isl.positives import PositiveSets
 from isl.triplets import triplet_indices
+from mining_helpers import mining_setup
 
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
-
-
-def _setup(n=40, d=4, seed=0, noise_dim=2):
-    g = _gen(seed)
-    bank = F.normalize(torch.randn(n, d, generator=g), dim=1)
-    pos = PositiveSets(n)
-    pos.add_pairs(torch.randint(0, n, (15,), generator=g), torch.randint(0, n, (15,), generator=g))
-    torch.manual_seed(seed)
-    D = Discriminator(d)
-    with torch.no_grad():
-        D.net[-1].weight.mul_(30.0)  # spread D's scores away from 0.5, so thresholds are not ties
-    return bank, pos, Generator(d, noise_dim=noise_dim), D
 
 
 @torch.no_grad()
@@ -67,7 +55,7 @@ def _brute_force_gan(anchors, bank, pos, G, D, radius, threshold, n_proxies, top
                                                              ("fixed", 3, "self", False),
                                                              ("adaptive_cosine", 2, "mined", True)])
 def test_mine_gan_against_brute_force(radius_mode, topk, source, exclude):
-    bank, pos, G, D = _setup()
+    bank, pos, G, D = mining_setup()
     anchors = torch.arange(40)
     kw = dict(radius=1.0, n_proxies=3, topk=topk, radius_mode=radius_mode, adaptive_base=0.3, num_candidates=6,
               chunk_size=40, positive_source=source, exclude_existing=exclude, backend="torch")
@@ -84,7 +72,7 @@ def test_mine_gan_against_brute_force(radius_mode, topk, source, exclude):
 
 
 def test_mine_gan_chunking_and_faiss_agree():
-    bank, pos, G, D = _setup(seed=1, noise_dim=0)
+    bank, pos, G, D = mining_setup(seed=1, noise_dim=0)
     # deterministic G, p = the anchor's own row and K >> N: the hardest negative is the true hardest one
     kw = dict(radius=0.9, threshold=0.01, n_proxies=1, topk=4, num_candidates=3000, positive_source="self")
     one = mine_gan(torch.arange(40), bank, pos, G, D, chunk_size=40, backend="torch", generator=_gen(0), **kw)
@@ -96,7 +84,7 @@ def test_mine_gan_chunking_and_faiss_agree():
 
 
 def test_anchor_whose_set_is_everything_is_skipped():
-    bank, pos, G, D = _setup(n=10, seed=3)
+    bank, pos, G, D = mining_setup(n=10, seed=3)
     pos.add_pairs(torch.zeros(9, dtype=torch.long), torch.arange(1, 10))
     res = mine_gan(torch.arange(10), bank, pos, G, D, radius=1.0, threshold=0.01, n_proxies=2, generator=_gen(0))
     assert math.isnan(float(res.scores[0])) and not bool(res.accepted[0]) and 0 not in res.pairs_i.tolist()
@@ -105,7 +93,7 @@ def test_anchor_whose_set_is_everything_is_skipped():
 
 @pytest.mark.parametrize("topk", [None, 2])
 def test_mine_knn_against_brute_force(topk):
-    bank, pos, _, _ = _setup(seed=2)
+    bank, pos, _, _ = mining_setup(seed=2)
     res = mine_knn(torch.arange(40), bank, pos, radius=0.8, topk=topk, chunk_size=9, backend="torch")
     expected = []
     for i in range(40):
@@ -126,7 +114,7 @@ def test_capped_search_is_reported():
 
 
 def test_bad_arguments():
-    bank, pos, G, D = _setup()
+    bank, pos, G, D = mining_setup()
     anchors = torch.arange(4)
     base = dict(radius=0.5, threshold=0.5, n_proxies=2)
     for bad, match in [(dict(radius=0.0), "radius"), (dict(radius=2.5), "radius"), (dict(threshold=0.0), "threshold"),
