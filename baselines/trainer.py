@@ -31,8 +31,8 @@ from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_g
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
 from isl.rundir import RunDir
-from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model, learning_rate,
-                          stop_on_divergence)
+from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model,
+                          held_out_summary, learning_rate, stop_on_divergence)
 
 from .miners import MINERS, build_miner
 from .registry import LOSSES, build_loss, unknown_name_error
@@ -266,9 +266,9 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
                 last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
                                              if is_main() else None)
                 record.update(last_eval)
-                log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f", b.loss, p.epoch,
+                log.info("%s epoch %d: loss %.4f knn %.4f nmi %.4f acc %.4f ari %.4f linear %.4f%s", b.loss, p.epoch,
                          stats["loss"], *(last_eval[k] for k in ("knn_acc", "nmi", "acc", "ari")),
-                         last_eval["linear_acc"])
+                         last_eval["linear_acc"], held_out_summary(last_eval))
             run.log_metrics(record, step=p.epoch, prefix="baseline/")
             p.elapsed = elapsed0 + time.perf_counter() - started
             if is_main():

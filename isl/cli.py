@@ -13,7 +13,7 @@ from .data import DatasetCorruptedError, DatasetNotFoundError
 from .distributed import broadcast_object, close_distributed, init_distributed, is_main
 from .progress import disable_progress
 from .rundir import FollowerRunDir, RunDir, RunDirError, setup_logging
-from .training import NonFiniteLossError
+from .training import VAL_METRICS, NonFiniteLossError
 
 # what a user can fix (a config, a path, a checkpoint, a data folder, a diverging learning rate): one line, exit 2
 USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, DatasetCorruptedError, RunDirError,
@@ -122,7 +122,7 @@ def train_in_run(cfg, args, train: Callable[..., dict], summary_keys: tuple[str,
         main_rank = is_main()  # read before the process group is gone
         close_distributed()
     if main_rank:
-        print(summary_line(results, summary_keys))
+        print(summary_line(results, (*summary_keys, *(k for k in VAL_METRICS if k in results))))
         print(f"run directory: {run.path}")
     return results
 

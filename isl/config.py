@@ -159,6 +159,9 @@ class EvalConfig:
     backend: str = "auto"           # auto: kNN with faiss when present, k-means with scikit-learn (faiss on a GPU
                                     # faiss index) | faiss | torch (kNN in torch, k-means scikit-learn)
     linear_probe: bool = True       # also fit a linear classifier on the frozen features (linear_acc)
+    val_fraction: float = 0.0       # > 0: also score a held-out part of the TRAIN split (val_* metrics, for model
+                                    # selection without test labels); the test metrics are unchanged
+    val_seed: int = 0               # which stratified part is held out (fixed across training seeds)
     batch_size: int = 512
 
 
@@ -443,7 +446,7 @@ RANGES: tuple[tuple[str, tuple], ...] = (
     ("isl.mining.n_proxies", _GE1), ("isl.mining.topk", (lambda v: v >= 0, ">= 0 (0 = no cap)")),
     ("isl.mining.quota", _POS), ("isl.mining.max_passes", _GE1), ("isl.mining.chunk_size", _GE1),
     ("eval.knn_k", _GE1), ("eval.knn_temperature", _POS), ("eval.kmeans_restarts", _GE1),
-    ("eval.batch_size", _GE1),
+    ("eval.batch_size", _GE1), ("eval.val_fraction", _UNIT_LEFT), ("eval.val_seed", _GE0),
     ("baseline.m_per_class", _GE1), ("baseline.epochs", _GE1), ("baseline.loss_lr", _GE0),
     ("baseline.magnet_clusters", _GE1), ("baseline.magnet_batch_clusters", _GE1), ("baseline.magnet_refresh", _GE1),
 )

@@ -42,8 +42,8 @@ from .rundir import RunDir, read_metrics
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
-from .training import (check_finite_state, check_same_config, evaluate_model, learning_rate, peak_memory_mb,
-                       stop_on_divergence)
+from .training import (check_finite_state, check_same_config, evaluate_model, held_out_summary, learning_rate,
+                       peak_memory_mb, stop_on_divergence)
 
 log = logging.getLogger("isl")
 
@@ -287,9 +287,10 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
             last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, s.device)
                                          if is_main() else None)
             record.update(last_eval)
-            log.info("round %d epoch %d: l1 %.4f l2 %.4f knn %.4f linear %.4f nmi %.4f acc %.4f ari %.4f", p.round,
+            log.info("round %d epoch %d: l1 %.4f l2 %.4f knn %.4f linear %.4f nmi %.4f acc %.4f ari %.4f%s", p.round,
                      epoch + 1, stats["l1"], stats["l2"],
-                     *(last_eval[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")))
+                     *(last_eval[k] for k in ("knn_acc", "linear_acc", "nmi", "acc", "ari")),
+                     held_out_summary(last_eval))
         run.log_metrics(record, step=p.total_encoder_epochs, prefix="encoder/")
         save()
     return last_eval

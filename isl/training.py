@@ -13,11 +13,14 @@ import torch
 from .checkpoint import CheckpointError
 from .config import Config, to_dict
 from .eval import evaluate_embeddings, extract_features
+from .eval.linear import stratified_split
 
 # config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
 RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
                          "eval.batch_size"}
 SCHEDULES = ("cosine", "step", "constant")
+EVAL_METRICS = ("knn_acc", "nmi", "acc", "ari", "linear_acc")
+VAL_METRICS = tuple(f"val_{k}" for k in EVAL_METRICS)  # held-out train-split scores (eval.val_fraction > 0)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,8 +75,17 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     if device.type == "cuda":  # kNN and the linear probe on the GPU (k-means takes them to the host itself)
         bank_f, bank_y, query_f, query_y = (t.to(device) for t in (bank_f, bank_y, query_f, query_y))
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
-    return {**{k: res[k] for k in ("knn_acc", "nmi", "acc", "ari", "linear_acc")},
+    return {**{k: res[k] for k in (*EVAL_METRICS, *VAL_METRICS) if k in res},
             "eval_time_s": round(time.perf_counter() - start, 2)}
+
+
+def held_out_summary(res: dict) -> str:
+    """' | held-out train: knn .. linear .. nmi .. acc .. ari ..' for a log line, '' without val_* scores."""
+    if "val_nmi" not in res:
+        return ""
+    return " | held-out train: " + " ".join(f"{k} {res[f'val_{m}']:.4f}" for k, m in
+                                            (("knn", "knn_acc"), ("linear", "linear_acc"), ("nmi", "nmi"),
+                                             ("acc", "acc"), ("ari", "ari")))
 
 
 def peak_memory_mb() -> float:
@@ -82,11 +94,28 @@ def peak_memory_mb() -> float:
 
 
 def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
-    """`evaluate_embeddings` with the settings of cfg.eval (kNN bank = bank_f, queries = query_f)."""
+    """`evaluate_embeddings` with the settings of cfg.eval (kNN bank = bank_f, queries = query_f).
+
+    With eval.val_fraction > 0 the result also holds the selection scores VAL_METRICS, computed by the same
+    protocol inside the labelled bank (the train split) alone: a stratified part of it (eval.val_seed, the same
+    part for every training seed) plays the test split, the rest the kNN bank / probe training set, and
+    eval.cluster_on picks which of the two are clustered. The test split is not touched, so choosing
+    hyper-parameters or a schedule by val_* keeps the test scores unbiased.
+    """
     e = cfg.eval
-    return evaluate_embeddings(bank_f, bank_y, query_f, query_y, k=e.knn_k, temperature=e.knn_temperature,
-                               kmeans_restarts=e.kmeans_restarts, seed=cfg.seed, backend=e.backend,
-                               cluster_on=e.cluster_on, linear_probe=e.linear_probe)
+    settings = dict(k=e.knn_k, temperature=e.knn_temperature, kmeans_restarts=e.kmeans_restarts, seed=cfg.seed,
+                    backend=e.backend, cluster_on=e.cluster_on, linear_probe=e.linear_probe)
+    res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, **settings)
+    if e.val_fraction > 0:
+        labelled = torch.nonzero(torch.as_tensor(bank_y).cpu() >= 0).squeeze(1)            # L
+        fit, val = stratified_split(torch.as_tensor(bank_y).cpu()[labelled], e.val_fraction, e.val_seed)
+        if val.numel() == 0:
+            raise ValueError(f"eval.val_fraction={e.val_fraction} holds out no image of the {labelled.numel()} "
+                             "labelled train images (it takes floor(fraction x class size) per class); raise it")
+        fit, val = (labelled[i].to(bank_f.device) for i in (fit, val))
+        held_out = evaluate_embeddings(bank_f[fit], bank_y[fit], bank_f[val], bank_y[val], **settings)
+        res.update({f"val_{k}": held_out[k] for k in EVAL_METRICS}, val_size=int(val.numel()))
+    return res
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -5,7 +5,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from isl.eval import evaluate_embeddings
-from isl.eval.linear import _standardise, _validation_split, fit_linear, linear_probe
+from isl.eval.linear import _standardise, stratified_split, fit_linear, linear_probe
 
 
 def _blobs(n, d=6, c=3, seed=0, noise=1.0):
@@ -42,7 +42,7 @@ def test_linear_probe_separable_and_protocol():
 
 def test_validation_split_is_stratified_and_disjoint():
     y = torch.tensor([0] * 50 + [1] * 30 + [2] * 2)
-    fit, val = _validation_split(y, 0.1, seed=0)
+    fit, val = stratified_split(y, 0.1, seed=0)
     assert len(set(fit.tolist()) & set(val.tolist())) == 0 and len(fit) + len(val) == len(y)
     assert torch.bincount(y[val], minlength=3).tolist() == [5, 3, 0]
 

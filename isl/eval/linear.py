@@ -55,7 +55,7 @@ def _accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     return float(((x @ w + b).argmax(1) == y).double().mean())
 
 
-def _validation_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stratified (fit, validation) positions of the train split: `fraction` of every class, fixed seed."""
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(y.numel(), generator=g)                                   # N
@@ -89,7 +89,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int | None = 
     x_train, x_test = _standardise(train_x, test_x)
     val_acc = {}
     if len(wd_grid) > 1:
-        fit, val = _validation_split(train_y, val_fraction, seed)
+        fit, val = stratified_split(train_y, val_fraction, seed)
         xf, xv = _standardise(train_x[fit], train_x[val])
         for wd in wd_grid:
             val_acc[wd] = _accuracy(*fit_linear(xf, train_y[fit], c, wd, select_iter), xv, train_y[val])

@@ -34,7 +34,12 @@ MINING_DIAGNOSTIC_NOTES = {"cos_gstar_a": "mean cos(g*, a) of accepted anchors",
 METRIC_TITLES.update({"cos_gstar_a": "cos(g*, a)", "cos_gstar_p": "cos(g*, p)", "cos_gstar_n": "cos(g*, n)",
                       "frac_knn_shared": "shared with knn", "precision_shared": "precision (shared)",
                       "precision_gan_only": "precision (GAN only)"})
-HIGHER_IS_BETTER = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
+# results.json keys of runs with eval.val_fraction > 0: the same scores on a held-out part of the train split
+# (isl.training.evaluate_features), the ones to select hyper-parameters or schedules by
+SELECTION_METRICS = ("val_knn_acc", "val_linear_acc", "val_nmi", "val_acc", "val_ari")
+METRIC_TITLES.update({f"val_{m}": f"held-out {METRIC_TITLES[m]}" for m in ("knn_acc", "linear_acc", "nmi", "acc",
+                                                                            "ari")})
+HIGHER_IS_BETTER = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", *SELECTION_METRICS)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import plots
-from .collect import METRIC_TITLES, METRICS, MINING_DIAGNOSTIC_NOTES, MINING_DIAGNOSTICS, PLOT_METRICS, aggregate, markdown_table, mean_std, short_names, sort_key, write_csv
+from .collect import (METRIC_TITLES, METRICS, MINING_DIAGNOSTIC_NOTES, MINING_DIAGNOSTICS, PLOT_METRICS,
+                      SELECTION_METRICS, aggregate, markdown_table, mean_std, short_names, sort_key, write_csv)
 
 RUN_COLUMNS = ("seed", *METRICS, "pairs", "epochs", "run_dir")
 
@@ -86,11 +87,12 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
         raise ValueError(f"no finished runs to summarise for {title!r}: no results.json was found")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = aggregate(rows, by)
-    columns = [*by, "n", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
+    selection = [m for m in SELECTION_METRICS if any(r.get(m) is not None for r in rows)]
+    groups = aggregate(rows, by, (*METRICS, *selection))
+    columns = [*by, "n", "seeds", *(f"{m}_{s}" for m in (*METRICS, *selection) for s in ("mean", "std"))]
     csv_path = write_csv(out_dir / f"{stem}.csv", groups, columns)
     write_csv(out_dir / "runs.csv", sorted(rows, key=lambda r: tuple(sort_key(r.get(k)) for k in (*by, "seed"))),
-              [*by, *(c for c in RUN_COLUMNS if c not in by)])
+              [*by, *(c for c in (*RUN_COLUMNS, *selection) if c not in by)])
     figures = []
     params = varying(rows, params)
     if params:
@@ -108,6 +110,10 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
             f"{len(rows)} finished runs, {len(groups)} groups, seeds {seeds}. Mean ± sample std over seeds "
             f"(a single seed shows the mean only); the best mean of each score is bold.\n",
             markdown_table(groups, by)]
+    if selection:
+        text += ["Held-out scores: the same protocol on a held-out part of the TRAIN split (eval.val_fraction), "
+                 "never the test split; choose settings by these, not by the table above.\n",
+                 markdown_table(groups, by, selection)]
     if any(r.get(m) is not None for r in rows for m in MINING_DIAGNOSTICS):
         diag = [g for g in aggregate(rows, by, MINING_DIAGNOSTICS)
                 if any(math.isfinite(g[f"{m}_mean"]) for m in MINING_DIAGNOSTICS)]

@@ -25,7 +25,7 @@ from isl.cli import run_cli
 from isl.config import ConfigError, load_config
 from isl.eval import extract_features, write_json
 from isl.positives import PositiveSets
-from isl.training import evaluate_features
+from isl.training import VAL_METRICS, evaluate_features
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(cfg.output_root) / cfg.experiment / f"{args.features}_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, results)
-    shown = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "pair_coverage", "pair_coverage_min_class")
+    shown = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "pair_coverage", "pair_coverage_min_class",
+             "val_size", *VAL_METRICS)
     print(json.dumps({k: results[k] for k in shown if k in results}, indent=None))
     print(f"written to {out}")
     return results
