@@ -17,7 +17,7 @@ from .eval.linear import stratified_split
 
 # config keys that may differ between a checkpoint and the run that resumes it (machine-specific)
 RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.download", "train.device",
-                         "eval.batch_size"}
+                         "eval.batch_size", "eval.val_fraction", "eval.val_seed"}  # the last two: extra scores only
 SCHEDULES = ("cosine", "step", "constant")
 EVAL_METRICS = ("knn_acc", "nmi", "acc", "ari", "linear_acc")
 VAL_METRICS = tuple(f"val_{k}" for k in EVAL_METRICS)  # held-out train-split scores (eval.val_fraction > 0)

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from isl.config import ConfigError, load_config
+from isl.config import ConfigError, load_config, to_dict
 from isl.eval import evaluate_embeddings
 from isl.eval.linear import stratified_split
+from isl.experiments.grouping import config_keys
 from isl.rundir import RunDir, read_metrics
 from isl.train import run_isl
-from isl.training import VAL_METRICS, evaluate_features, held_out_summary
+from isl.training import VAL_METRICS, check_same_config, evaluate_features, held_out_summary
 from test_train_isl import tiny_cfg
 
 
@@ -105,3 +106,10 @@ def test_training_is_the_same_with_and_without_held_out_scores(tmp_path):
     assert 0.0 <= val["val_nmi"] <= 1.0 and "val_nmi" not in plain
     evals = [r for r in read_metrics(tmp_path / "val") if r.get("stage") == "encoder" and "knn_acc" in r]
     assert evals and all("val_knn_acc" in r for r in evals)
+
+
+def test_held_out_keys_neither_split_groups_nor_block_a_resume(tmp_path):
+    rows = [{"method": "isl", "eval.val_fraction": 0.0, "eval.knn_k": 5},
+            {"method": "isl", "eval.val_fraction": 0.1, "eval.val_seed": 1, "eval.knn_k": 5}]
+    assert "eval.val_fraction" not in config_keys(rows) and "eval.knn_k" in config_keys(rows)
+    check_same_config(to_dict(cfg()), cfg("eval.val_fraction=0.1", "eval.val_seed=2"))  # no error

@@ -8,7 +8,9 @@ blanked before grouping and display, so a baseline row shows no GAN alpha and an
   `train.epochs_per_round` and `isl.*` only on ISL-family runs (isl, knn_mining, npid);
 * `isl.gan.*`, `isl.mining.threshold` and `isl.mining.n_proxies` only on GAN mining (method isl);
   the rest of `isl.mining.*` (but `strategy`) not on NPID;
-* machine settings (`MACHINE_KEYS`: paths, device, loader workers) never split a group.
+* machine settings (`MACHINE_KEYS`: paths, device, loader workers) never split a group, nor do the held-out
+  evaluation keys (`eval.val_fraction`, `eval.val_seed`): they add val_* scores and change neither training nor
+  the test scores (tests/test_eval_heldout.py).
 
 Default grouping: method, experiment, then every config key whose (relevant) value differs between runs --
 the keys of a sweep first -- leaving out keys that add no split (e.g. `isl.mining.strategy` next to method).
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 MACHINE_KEYS = ("seed", "output_root", "data.root", "data.download", "data.num_workers", "train.device")
+NEVER_SPLIT = (*MACHINE_KEYS, "eval.val_fraction", "eval.val_seed")
 GAN_ONLY = ("isl.mining.threshold", "isl.mining.n_proxies")
 ISL_SCHEDULE = ("train.epochs_first", "train.epochs_per_round")
 
@@ -39,7 +42,7 @@ def config_keys(rows: Sequence[dict]) -> list[str]:
 
     order = {k: i for i, k in enumerate(flatten(to_dict(Config())))}
     keys = {"experiment"} | {k for row in rows for k in row if "." in k}
-    return sorted((k for k in keys if k not in MACHINE_KEYS), key=lambda k: (order.get(k, len(order)), k))
+    return sorted((k for k in keys if k not in NEVER_SPLIT), key=lambda k: (order.get(k, len(order)), k))
 
 
 def relevant(row: dict, key: str) -> bool:
