@@ -87,7 +87,13 @@ def test_report_adds_a_held_out_table_only_when_runs_have_the_scores(tmp_path):
     row = next(csv.DictReader(open(tmp_path / "rep" / "report.csv")))
     assert float(row["val_nmi_mean"]) == pytest.approx(0.7) and "val_acc_mean" not in row
     assert res["rows"] == 2
-    for seed in (0, 1):
+    run = tmp_path / "runs" / "r2"  # a third seed without held-out scores: not counted in the held-out table
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"method": "isl", "experiment": "e", "seed": 2, "nmi": 0.6}))
+    report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep3")])
+    held_out = (tmp_path / "rep3" / "report.md").read_text().split("Held-out scores")[1]
+    assert "| isl | e | 2 | 0.700 ± 0.141 |" in held_out
+    for seed in (0, 1, 2):
         (tmp_path / "runs" / f"r{seed}" / "results.json").write_text(
             json.dumps({"method": "isl", "experiment": "e", "seed": seed, "nmi": 0.5}))
     report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep2")])

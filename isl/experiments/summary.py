@@ -110,10 +110,11 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
             f"{len(rows)} finished runs, {len(groups)} groups, seeds {seeds}. Mean ± sample std over seeds "
             f"(a single seed shows the mean only); the best mean of each score is bold.\n",
             markdown_table(groups, by)]
-    if selection:
+    if selection:  # n counts the runs that have held-out scores
+        held_out = aggregate([r for r in rows if any(r.get(m) is not None for m in selection)], by, selection)
         text += ["Held-out scores: the same protocol on a held-out part of the TRAIN split (eval.val_fraction), "
                  "never the test split; choose settings by these, not by the table above.\n",
-                 markdown_table(groups, by, selection)]
+                 markdown_table(held_out, by, selection)]
     if any(r.get(m) is not None for r in rows for m in MINING_DIAGNOSTICS):
         diag = [g for g in aggregate(rows, by, MINING_DIAGNOSTICS)
                 if any(math.isfinite(g[f"{m}_mean"]) for m in MINING_DIAGNOSTICS)]
