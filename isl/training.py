@@ -107,8 +107,9 @@ def evaluate_features(bank_f, bank_y, query_f, query_y, cfg: Config) -> dict:
                     backend=e.backend, cluster_on=e.cluster_on, linear_probe=e.linear_probe)
     res = evaluate_embeddings(bank_f, bank_y, query_f, query_y, **settings)
     if e.val_fraction > 0:
-        labelled = torch.nonzero(torch.as_tensor(bank_y).cpu() >= 0).squeeze(1)            # L
-        fit, val = stratified_split(torch.as_tensor(bank_y).cpu()[labelled], e.val_fraction, e.val_seed)
+        y = torch.as_tensor(bank_y).cpu()                                                   # N
+        labelled = torch.nonzero(y >= 0).squeeze(1)                                        # L
+        fit, val = stratified_split(y[labelled], e.val_fraction, e.val_seed)
         if val.numel() == 0:
             raise ValueError(f"eval.val_fraction={e.val_fraction} holds out no image of the {labelled.numel()} "
                              "labelled train images (it takes floor(fraction x class size) per class); raise it")
