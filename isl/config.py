@@ -107,7 +107,7 @@ class GANConfig:
     d_steps: int = 1                # D updates per G update
     d_lr: float = 0.0               # D's Adam lr (0 = isl.gan.lr)
     loss_weights: str = "paper"     # paper: real 1, fakes 1 : alpha | reference: 1/2, fakes share 1/2 as 1 : alpha
-    stop: str = "loss"              # early stop on D's held-out loss | auc: on D's held-out AUC | budget: max_epochs
+    stop: str = "loss"              # early stop on D's held-out loss | auc: its AUC, epochs >= min_epochs | budget
     min_d_gap: float = 0.0          # mine only if D(real) - D(fake_pos) on held-out triplets exceeds this
     min_auc: float = 0.0            # mine only if D's held-out AUC (real vs fakes) exceeds this (0.5 = chance)
     diag_steps: int = 300           # steps of the fresh-D diagnostic on the frozen G each round (0 = off)

@@ -310,7 +310,9 @@ def epoch_views(views: torch.Tensor | None, k: int) -> torch.Tensor | None:
 
 def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
     """GAN epochs on the frozen features until isl.gan.stop says so: D's held-out loss or AUC stops improving
-    (at least min_epochs), or max_epochs (budget). With stop=auc, G and D end at their best held-out AUC."""
+    (at least min_epochs), or max_epochs (budget). With stop=auc, G and D end at their best held-out AUC among
+    the epochs from min_epochs on: D's AUC is highest while G is still untrained (its proxies lie far from every
+    image and are trivially fake), so the first min_epochs - 1 epochs are warm-up, neither counted nor kept."""
     gan, p = s.cfg.isl.gan, s.progress
     views = s.views_of_round()
     bar = tqdm(total=gan.max_epochs, initial=p.gan_epochs, desc=f"round {p.round} GAN", dynamic_ncols=True)
@@ -319,10 +321,13 @@ def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
         stats = train_gan_epoch(s.G, s.D, s.opt_g, s.opt_d, s.bank, s.positives, s.gan_train_anchors, s.cfg, s.rng,
                                 views=v)
         stats.update(gan_heldout(s.G, s.D, s.bank, s.positives, s.gan_heldout_anchors, s.cfg, s.rng, views=v))
-        s.gan_stopper.step(stats["heldout_auc"] if gan.stop == "auc" else stats["heldout_d_loss"])
-        if gan.stop == "auc" and s.gan_stopper.bad_steps == 0:  # a new best held-out AUC: keep G and D
-            s.gan_best = {"G": {k: v.clone() for k, v in s.G.state_dict().items()},
-                          "D": {k: v.clone() for k, v in s.D.state_dict().items()}, "epoch": p.gan_epochs + 1}
+        if gan.stop == "loss":
+            s.gan_stopper.step(stats["heldout_d_loss"])
+        elif gan.stop == "auc" and p.gan_epochs + 1 >= gan.min_epochs:  # earlier epochs: warm-up, G untrained
+            s.gan_stopper.step(stats["heldout_auc"])
+            if s.gan_stopper.bad_steps == 0:  # a new best held-out AUC: keep G and D
+                s.gan_best = {"G": {k: v.clone() for k, v in s.G.state_dict().items()},
+                              "D": {k: v.clone() for k, v in s.D.state_dict().items()}, "epoch": p.gan_epochs + 1}
         p.gan_epochs += 1
         run.log_metrics({"stage": "gan", "round": p.round, "epoch": p.gan_epochs, **stats},
                         step=(p.round - 1) * gan.max_epochs + p.gan_epochs, prefix="gan/")

@@ -54,6 +54,28 @@ def test_auc_stop_ends_the_gan_stage_at_its_best_heldout_auc(tmp_path):
     assert state["gan_best"]["epoch"] == best + 1
 
 
+def test_auc_stop_ignores_the_warm_up_epochs_before_min_epochs(tmp_path, monkeypatch):
+    # D's AUC is highest against the untrained G of the first epochs; stop=auc must neither count nor keep them.
+    # Scripted held-out AUCs of GAN epochs 1-5: epochs 1-2 are warm-up, so the best is epoch 4 (0.8), not epoch 1.
+    import isl.train
+    aucs, real = iter([1.0, 0.9, 0.5, 0.8, 0.7]), isl.train.gan_heldout
+
+    def scripted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return {**out, "heldout_auc": next(aucs, out["heldout_auc"])}
+
+    monkeypatch.setattr(isl.train, "gan_heldout", scripted)
+    cfg = tiny_cfg(tmp_path, "isl.gan.stop=auc", "isl.gan.max_epochs=5", "isl.gan.min_epochs=3",
+                   "isl.gan.patience=2", "isl.gan.min_delta=0")
+    run = RunDir(tmp_path / "r", enable_tensorboard=False)
+    with pytest.raises(StopRun):
+        run_isl(cfg, run, stop_after=7)  # 2 encoder epochs, then the 5 GAN epochs
+    gan = [r for r in read_metrics(run.path) if r["stage"] == "gan"]
+    assert [r["heldout_auc"] for r in gan] == [1.0, 0.9, 0.5, 0.8, 0.7]  # patience 2 is not used up by epoch 5
+    state = load_checkpoint(run.checkpoint_path)
+    assert state["gan_best"]["epoch"] == 4 and state["gan_stopper"]["best"] == 0.8
+
+
 @pytest.mark.parametrize("strategy", ["none", "knn", "knn_ranked"])
 def test_other_strategies_run(tmp_path, strategy):
     cfg = tiny_cfg(tmp_path, f"isl.mining.strategy={strategy}")
