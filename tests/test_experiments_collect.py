@@ -127,3 +127,27 @@ def test_round_table_against_a_loop():
         t = truth[row["round"]]
         assert row["gan_epochs"] == t["gan"] and row["new_pairs"] == t["new"] and row["pairs"] == t["pairs"]
         assert row["knn_acc"] == t["knn"] and row.get("d_loss") == t.get("d") and row.get("g_loss") == t.get("g")
+
+
+def test_round_scores_take_the_last_evaluation_of_each_round():
+    from isl.experiments.collect import ROUND_METRICS, round_scores
+    records, truth, g = [], {}, 0
+    for r in range(3):
+        if r:
+            records.append({"stage": "gan", "round": r, "epoch": 1, "knn_acc": 0.0})  # not an encoder evaluation
+            records.append({"stage": "mining", "round": r, "pass": 1, "pairs": 10 * r, "pair_precision": 0.5})
+        for e in range(3):
+            g += 1
+            rec = {"stage": "encoder", "round": r, "epoch": e + 1, "global_epoch": g, "knn_acc": None}
+            if e < 2 or r == 1:  # round 0 and 2 end on an epoch without an evaluation
+                rec.update({m: g / 100 + i / 1000 for i, m in enumerate(ROUND_METRICS)}, val_nmi=g / 50)
+                truth[r] = rec
+            records.append(rec)
+    records.append({"stage": "final", "knn_acc": 1.0, "round": 2})
+    got = round_scores(records)
+    assert [s["round"] for s in got] == [0, 1, 2]
+    for s in got:  # the last evaluated encoder record of the round, whatever comes after it
+        t = truth[s["round"]]
+        assert s["global_epoch"] == t["global_epoch"] and s["val_nmi"] == t["val_nmi"] and s["val_acc"] is None
+        assert all(s[m] == t[m] for m in ROUND_METRICS)
+    assert round_scores([{"stage": "encoder", "round": 0, "knn_acc": None}]) == []

@@ -215,3 +215,32 @@ def test_archive_copies_only_small_result_files(runs, tmp_path):
     assert json.loads(archived.read_text())["run_dir"] == archived.parent.as_posix()
     again = _report().main([str(archive), "--out", str(tmp_path / "r2.md")])  # the table rebuilds from the archive
     assert again["rows"] == 6
+
+
+def test_by_round_tables_average_each_round_over_seeds(tmp_path):
+    def records(seed):
+        out = []
+        for r, g in ((0, 10), (1, 16), (2, 22)):
+            nmi = 0.5 - 0.05 * r + 0.01 * seed
+            out.append({"stage": "encoder", "round": r, "epoch": 1, "global_epoch": g, "knn_acc": 0.7 + r / 100,
+                        "linear_acc": 0.8, "nmi": nmi, "acc": 0.6, "ari": 0.3, "pair_precision": None if r == 0
+                        else 0.7, **({"val_nmi": nmi + 0.01} if seed else {})})
+        return out + [{"stage": "final", "knn_acc": 0.72}]
+
+    for seed in (0, 1, 2):
+        fake_run(tmp_path / "runs" / f"s{seed}", {"method": "knn_mining", "experiment": "fm", "seed": seed,
+                                                  "knn_acc": 0.72}, records=records(seed))
+    fake_run(tmp_path / "runs" / "old", {"method": "npid", "experiment": "fm", "seed": 0, "knn_acc": 0.7})
+    res = _report().main([str(tmp_path / "runs"), "--by-round", "--out", str(tmp_path / "rep")])
+    md = Path(res["markdown"]).read_text().split("## Scores at the end of each round")[1]
+    test_part, held_out = md.split("Held-out scores at the end of each round")
+    nmi = {r: [0.5 - 0.05 * r + 0.01 * s for s in (0, 1, 2)] for r in (0, 1, 2)}
+    assert (f"| knn_mining | fm | 2 | 3 | 22 ± 0 | 0.720 ± 0.000 | 0.800 ± 0.000 | {statistics.mean(nmi[2]):.3f} ± "
+            f"{statistics.stdev(nmi[2]):.3f} |") in test_part
+    assert "| knn_mining | fm | 0 | 3 | 10 ± 0 | 0.700 ± 0.000 |" in test_part and test_part.count("| – |") == 1
+    assert "npid" not in md  # no metrics.jsonl: no per-round scores
+    val = [x + 0.01 for x in nmi[1][1:]]  # seed 0 has no held-out scores: n = 2
+    assert f"| knn_mining | fm | 1 | 2 | 16 ± 0 | {statistics.mean(val):.3f} ± {statistics.stdev(val):.3f} |" in held_out
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "rounds.csv")))
+    assert [(r["round"], r["n"]) for r in rows if r["method"] == "knn_mining"] == [("0", "3"), ("1", "3"), ("2", "3")]
+    assert float(rows[2]["nmi_mean"]) == pytest.approx(statistics.mean(nmi[2]))

@@ -22,7 +22,8 @@ import yaml
 METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision", "d_auc", "fresh_d_auc", "wall_time_s")
 PLOT_METRICS = ("knn_acc", "nmi", "acc", "pair_precision")
 METRIC_TITLES = {"knn_acc": "kNN acc", "linear_acc": "linear probe", "nmi": "NMI", "acc": "ACC", "ari": "ARI", "pair_precision": "pair precision",
-                 "d_auc": "D AUC", "fresh_d_auc": "fresh-D AUC", "wall_time_s": "wall time (s)", "pairs": "pairs"}
+                 "d_auc": "D AUC", "fresh_d_auc": "fresh-D AUC", "wall_time_s": "wall time (s)", "pairs": "pairs",
+                 "global_epoch": "epochs"}
 # results.json keys of GAN runs (isl.train.run_isl): means over the run's mining passes
 MINING_DIAGNOSTICS = ("cos_gstar_a", "cos_gstar_p", "cos_gstar_n", "frac_knn_shared", "precision_shared",
                       "precision_gan_only")
@@ -203,7 +204,7 @@ def markdown_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[
     for g in groups:
         cells = [str(_cell(g.get(k))) for k in by] + [str(g["n"])]
         for m in metrics:
-            text = format_mean_std(g[f"{m}_mean"], g[f"{m}_std"], 0 if m == "wall_time_s" else 3)
+            text = format_mean_std(g[f"{m}_mean"], g[f"{m}_std"], 0 if m in ("wall_time_s", "global_epoch") else 3)
             cells.append(f"**{text}**" if m in best and g[f"{m}_mean"] == best[m] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -230,6 +231,22 @@ def round_table(records: Sequence[dict]) -> list[dict[str, Any]]:
             if rec.get("knn_acc") is not None:
                 r["knn_acc"], r["nmi"] = rec["knn_acc"], rec.get("nmi")
     return [rounds[k] for k in sorted(rounds)]
+
+
+ROUND_METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
+
+
+def round_scores(records: Sequence[dict]) -> list[dict[str, Any]]:
+    """The scores at the end of each round of a run's metrics.jsonl: per round, the last evaluated encoder
+    record (training stops there, so a run with isl.rounds = R reports round R's scores), with its global epoch,
+    ROUND_METRICS and the held-out SELECTION_METRICS (None where absent). Rounds without an evaluation are left
+    out; sorted by round."""
+    last: dict[int, dict] = {}
+    for rec in records:
+        if rec.get("stage") == "encoder" and "round" in rec and rec.get("knn_acc") is not None:
+            last[int(rec["round"])] = rec
+    return [{"round": r, "global_epoch": rec.get("global_epoch"),
+             **{m: rec.get(m) for m in (*ROUND_METRICS, *SELECTION_METRICS)}} for r, rec in sorted(last.items())]
 
 
 def load_published(path: str | Path) -> list[dict[str, Any]]:

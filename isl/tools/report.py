@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", action="append", default=[], metavar="YAML",
                    help="add rows of published numbers (e.g. docs/results/published/fashion_mnist.yaml), "
                         "marked as published, with their sources under the table")
+    p.add_argument("--by-round", action="store_true",
+                   help="add tables of each group's scores at the end of every round (from the runs' "
+                        "metrics.jsonl; held-out scores too where the runs have them)")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -130,6 +133,37 @@ def curves_section(run_dir: str, assets: Path, md_dir: Path) -> str:
             + _md_table(rounds, columns) + f"\n![curves {name}]({os.path.relpath(png, md_dir)})\n")
 
 
+def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
+    """Mean ± std over seeds of each group's scores at the end of every round (`collect.round_scores`)."""
+    from isl.experiments.collect import (ROUND_METRICS, SELECTION_METRICS, aggregate, markdown_table,
+                                         round_scores)
+    from isl.rundir import read_metrics
+
+    per_round = [{**row, **scores} for row in rows
+                 if row.get("run_dir") and (Path(row["run_dir"]) / "metrics.jsonl").is_file()
+                 for scores in round_scores(read_metrics(row["run_dir"]))]
+    if not per_round:
+        return "## Scores at the end of each round\n\nNo run has evaluated epochs in a metrics.jsonl.\n"
+    keys, metrics = [*by, "round"], ["global_epoch", *ROUND_METRICS]
+    selection = [m for m in SELECTION_METRICS if any(r.get(m) is not None for r in per_round)]
+    groups = aggregate(per_round, keys, [*metrics, *selection])
+    write_csv(assets / "rounds.csv", groups,
+              [*keys, "n", "seeds", *(f"{m}_{s}" for m in (*metrics, *selection) for s in ("mean", "std"))])
+    text = ["## Scores at the end of each round\n",
+            "Each run's last evaluation of every round (round 0 = instance discrimination before any mining; "
+            "epochs = encoder epochs so far), mean ± std over seeds. A run with `isl.rounds` = R ends with round "
+            "R's scores: the learning-rate schedule restarts every round (`optim.restart_each_round`), so these "
+            "are also the scores of shorter schedules.\n",
+            markdown_table(groups, keys, metrics, bold_best=False)]
+    if selection:
+        held_out = aggregate([r for r in per_round if any(r.get(m) is not None for m in selection)], keys,
+                             ["global_epoch", *selection])
+        text += ["Held-out scores at the end of each round (eval.val_fraction: a held-out part of the TRAIN "
+                 "split; choose a schedule by these, not by the test scores above); n counts the runs that "
+                 "have them.\n", markdown_table(held_out, keys, ["global_epoch", *selection], bold_best=False)]
+    return "\n".join(text)
+
+
 def tsne_section(ckpt: str, assets: Path, md_dir: Path, args) -> str:
     from isl.experiments import plots
     from isl.experiments.embedding import checkpoint_features, tsne_2d
@@ -209,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(f"# {args.title}\n")
     sections = [published_section(published)] if published else []
+    sections += [by_round_section(rows, by, assets)] if args.by_round and args.paths else []
     sections += [curves_section(r, assets, md_path.parent) for r in args.curves]
     sections += [tsne_section(c, assets, md_path.parent, args) for c in args.tsne]
     sections += [confusion_section(c, assets, md_path.parent, args) for c in args.confusion]
