@@ -233,6 +233,17 @@ def round_table(records: Sequence[dict]) -> list[dict[str, Any]]:
     return [rounds[k] for k in sorted(rounds)]
 
 
+def present_selection_metrics(rows: Sequence[dict]) -> list[str]:
+    """The held-out SELECTION_METRICS that at least one row has (runs made with eval.val_fraction > 0)."""
+    return [m for m in SELECTION_METRICS if any(r.get(m) is not None for r in rows)]
+
+
+def held_out_groups(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[str],
+                    selection: Sequence[str]) -> list[dict[str, Any]]:
+    """`aggregate` over only the rows that have held-out scores, so n counts the runs that have them."""
+    return aggregate([r for r in rows if any(r.get(m) is not None for m in selection)], by, metrics)
+
+
 ROUND_METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
 
 

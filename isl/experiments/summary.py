@@ -18,7 +18,8 @@ import numpy as np
 
 from . import plots
 from .collect import (METRIC_TITLES, METRICS, MINING_DIAGNOSTIC_NOTES, MINING_DIAGNOSTICS, PLOT_METRICS,
-                      SELECTION_METRICS, aggregate, markdown_table, mean_std, short_names, sort_key, write_csv)
+                      aggregate, held_out_groups, markdown_table, mean_std, present_selection_metrics, short_names,
+                      sort_key, write_csv)
 
 RUN_COLUMNS = ("seed", *METRICS, "pairs", "epochs", "run_dir")
 
@@ -87,7 +88,7 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
         raise ValueError(f"no finished runs to summarise for {title!r}: no results.json was found")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    selection = [m for m in SELECTION_METRICS if any(r.get(m) is not None for r in rows)]
+    selection = present_selection_metrics(rows)
     groups = aggregate(rows, by, (*METRICS, *selection))
     columns = [*by, "n", "seeds", *(f"{m}_{s}" for m in (*METRICS, *selection) for s in ("mean", "std"))]
     csv_path = write_csv(out_dir / f"{stem}.csv", groups, columns)
@@ -111,7 +112,7 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
             f"(a single seed shows the mean only); the best mean of each score is bold.\n",
             markdown_table(groups, by)]
     if selection:  # n counts the runs that have held-out scores
-        held_out = aggregate([r for r in rows if any(r.get(m) is not None for m in selection)], by, selection)
+        held_out = held_out_groups(rows, by, selection, selection)
         text += ["Held-out scores: the same protocol on a held-out part of the TRAIN split (eval.val_fraction), "
                  "never the test split; choose settings by these, not by the table above.\n",
                  markdown_table(held_out, by, selection)]

@@ -135,8 +135,8 @@ def curves_section(run_dir: str, assets: Path, md_dir: Path) -> str:
 
 def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
     """Mean ± std over seeds of each group's scores at the end of every round (`collect.round_scores`)."""
-    from isl.experiments.collect import (ROUND_METRICS, SELECTION_METRICS, aggregate, markdown_table,
-                                         round_scores)
+    from isl.experiments.collect import (ROUND_METRICS, aggregate, held_out_groups, markdown_table,
+                                         present_selection_metrics, round_scores)
     from isl.rundir import read_metrics
 
     per_round = [{**row, **scores} for row in rows
@@ -145,7 +145,7 @@ def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
     if not per_round:
         return "## Scores at the end of each round\n\nNo run has evaluated epochs in a metrics.jsonl.\n"
     keys, metrics = [*by, "round"], ["global_epoch", *ROUND_METRICS]
-    selection = [m for m in SELECTION_METRICS if any(r.get(m) is not None for r in per_round)]
+    selection = present_selection_metrics(per_round)
     groups = aggregate(per_round, keys, [*metrics, *selection])
     write_csv(assets / "rounds.csv", groups,
               [*keys, "n", "seeds", *(f"{m}_{s}" for m in (*metrics, *selection) for s in ("mean", "std"))])
@@ -156,8 +156,7 @@ def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
             "are also the scores of shorter schedules.\n",
             markdown_table(groups, keys, metrics, bold_best=False)]
     if selection:
-        held_out = aggregate([r for r in per_round if any(r.get(m) is not None for m in selection)], keys,
-                             ["global_epoch", *selection])
+        held_out = held_out_groups(per_round, keys, ["global_epoch", *selection], selection)
         text += ["Held-out scores at the end of each round (eval.val_fraction: a held-out part of the TRAIN "
                  "split; choose a schedule by these, not by the test scores above); n counts the runs that "
                  "have them.\n", markdown_table(held_out, keys, ["global_epoch", *selection], bold_best=False)]
