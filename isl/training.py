@@ -21,6 +21,7 @@ RESUMABLE_DIFFERENCES = {"output_root", "data.root", "data.num_workers", "data.d
 SCHEDULES = ("cosine", "step", "constant")
 EVAL_METRICS = ("knn_acc", "nmi", "acc", "ari", "linear_acc")
 VAL_METRICS = tuple(f"val_{k}" for k in EVAL_METRICS)  # held-out train-split scores (eval.val_fraction > 0)
+EVAL_BACKENDS = ("knn_backend", "kmeans_backend")  # what eval.backend "auto" ran (results.json)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,7 +76,7 @@ def evaluate_model(model, bank_loader, query_loader, cfg: Config, device: torch.
     if device.type == "cuda":  # kNN and the linear probe on the GPU (k-means takes them to the host itself)
         bank_f, bank_y, query_f, query_y = (t.to(device) for t in (bank_f, bank_y, query_f, query_y))
     res = evaluate_features(bank_f, bank_y, query_f, query_y, cfg)
-    return {**{k: res[k] for k in (*EVAL_METRICS, *VAL_METRICS) if k in res},
+    return {**{k: res[k] for k in (*EVAL_METRICS, *VAL_METRICS, *EVAL_BACKENDS) if k in res},
             "eval_time_s": round(time.perf_counter() - start, 2)}
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from isl.eval.clustering import _kmeans_faiss, ari, cluster_accuracy, cluster_metrics, kmeans, nmi
+from isl.eval.clustering import (_kmeans_faiss, ari, cluster_accuracy, cluster_metrics, kmeans, nmi,
+                                 resolve_kmeans_backend)
 from isl.eval.knn import weighted_knn_accuracy
 from isl.eval.report import evaluate_embeddings, write_json
 from isl.neighbors import faiss_available
@@ -156,6 +157,23 @@ def test_evaluate_embeddings(cluster_on, n_points):
     assert res["knn_acc"] == weighted_knn_accuracy(xtr, ytr, xte, yte, k=10)
     assert res["n_clusters"] == 3 and res["n_clustered"] == n_points and res["cluster_on"] == cluster_on
     assert res["acc"] == 1.0 and res["nmi"] == pytest.approx(1.0) and res["ari"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backend", ["auto", "faiss", "torch", "sklearn"])
+def test_evaluate_embeddings_names_the_backends_it_ran(backend, monkeypatch):
+    """"auto" is recorded as what it ran, so a result file says which search and k-means made its numbers."""
+    if backend == "faiss" and not faiss_available():
+        pytest.skip("faiss not installed")
+    monkeypatch.setattr("isl.eval.clustering.faiss_gpu_available", lambda: False)  # a CPU machine
+    xtr, ytr, xte, yte = split_blobs()
+    res = evaluate_embeddings(xtr, ytr, xte, yte, k=10, kmeans_restarts=2, backend=backend)
+    expected = {"auto": ("faiss" if faiss_available() else "torch", "sklearn"), "faiss": ("faiss", "faiss"),
+                "torch": ("torch", "sklearn"), "sklearn": ("torch", "sklearn")}[backend]
+    assert (res["knn_backend"], res["kmeans_backend"]) == expected and res["backend"] == backend
+    monkeypatch.setattr("isl.eval.clustering.faiss_gpu_available", lambda: True)  # a GPU faiss index
+    assert resolve_kmeans_backend("auto") == "faiss" and resolve_kmeans_backend("sklearn") == "sklearn"
+    with pytest.raises(ValueError, match="k-means backend"):
+        resolve_kmeans_backend("torch")
 
 
 def test_unlabelled_points_are_left_out():

@@ -32,7 +32,9 @@ def test_tiny_isl_run_end_to_end(tmp_path):
     stages = [r["stage"] for r in read_metrics(run.path)]
     assert stages[:2] == ["encoder", "encoder"] and "gan" in stages and "mining" in stages
     assert stages[-2:] == ["encoder", "final"]
-    assert json.loads((run.path / "results.json").read_text())["knn_acc"] == results["knn_acc"]
+    saved = json.loads((run.path / "results.json").read_text())
+    assert saved["knn_acc"] == results["knn_acc"]
+    assert saved["knn_backend"] in ("faiss", "torch") and saved["kmeans_backend"] in ("faiss", "sklearn")
     assert (run.path / "config.yaml").is_file() and list(run.path.glob("events.out.tfevents.*"))
     state = load_checkpoint(run.checkpoint_path)  # weights_only=True
     assert state["progress"]["stage"] == "done"

@@ -56,6 +56,15 @@ def _kmeans_faiss(x: np.ndarray, n_clusters: int, restarts: int, seed: int,
     return assign[:, 0].astype(np.int64), km.centroids
 
 
+def resolve_kmeans_backend(backend: str) -> str:
+    """The k-means that `backend` runs here: auto -> faiss with a GPU faiss index, else sklearn."""
+    if backend not in KMEANS_BACKENDS:
+        raise ValueError(f"unknown k-means backend {backend!r}; choose one of {KMEANS_BACKENDS}")
+    if backend == "auto":
+        return "faiss" if faiss_gpu_available() else "sklearn"
+    return backend
+
+
 def kmeans(features: torch.Tensor | np.ndarray, n_clusters: int, restarts: int = 10, seed: int = 0,
            backend: str = "auto", max_iter: int = 100) -> np.ndarray:
     """Cluster index of each point by k-means on the L2-normalised rows of `features` (N x d).
@@ -66,15 +75,13 @@ def kmeans(features: torch.Tensor | np.ndarray, n_clusters: int, restarts: int =
     measured by tools/bench/eval.py, see docs/scale.md). Deterministic for a fixed seed.
     Returns N int64 labels in [0, n_clusters).
     """
-    if backend not in KMEANS_BACKENDS:
-        raise ValueError(f"unknown k-means backend {backend!r}; choose one of {KMEANS_BACKENDS}")
+    resolve_kmeans_backend(backend)  # a bad name fails before any work
     x = _l2_normalise(_as_features(features))  # N x d
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of points {x.shape[0]}")
     if restarts < 1 or max_iter < 1:
         raise ValueError(f"restarts={restarts} and max_iter={max_iter} must both be >= 1")
-    if backend == "auto":
-        backend = "faiss" if faiss_gpu_available() else "sklearn"
+    backend = resolve_kmeans_backend(backend)
     if backend == "faiss":
         if not faiss_available():
             raise RuntimeError("k-means backend 'faiss' requested but faiss is not installed: "

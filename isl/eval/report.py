@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from isl.eval.clustering import cluster_metrics, kmeans
+from isl.eval.clustering import cluster_metrics, kmeans, resolve_kmeans_backend
 from isl.eval.knn import weighted_knn_accuracy
 from isl.eval.linear import linear_probe as fit_linear_probe
+from isl.neighbors import resolve_backend
 
 CLUSTER_ON = ("all", "test", "train")
 BACKENDS = ("auto", "faiss", "torch", "sklearn")
@@ -87,6 +88,9 @@ def evaluate_embeddings(train_features, train_labels, test_features, test_labels
         "knn_bank_size": int(x_train.shape[0]), "knn_queries": int(x_test.shape[0]),
         "cluster_on": cluster_on, "n_clusters": n_clusters, "n_clustered": int(y_clu.size),
         "kmeans_restarts": int(kmeans_restarts), "seed": int(seed), "backend": backend,
+        # what "auto" ran on this machine, so a result file says which search and k-means made its numbers
+        "knn_backend": resolve_backend(knn_backend, x_train.device),
+        "kmeans_backend": resolve_kmeans_backend(kmeans_backend),
     }
 
 
