@@ -9,6 +9,7 @@ import yaml
 from isl.cli import baseline_data_base
 from isl.config import dump_yaml, load_config
 from isl.experiments.sweep import expand, load_sweep_file, parse_variants
+from isl.training import _flatten
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,16 +27,6 @@ FREE_KEYS = {"data.root", "output_root", "eval.val_fraction"}
 # runs made before the CPU k-means default moved from faiss to scikit-learn (commit e3bffca, 2026-12-03 10:05
 # UTC; run folders are named by their start time) recorded eval.backend "auto", which then meant faiss
 AUTO_MEANT_FAISS_BEFORE = "20261203-100505"
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _same(key: str, old, new, run_folder: str) -> bool:
@@ -60,9 +51,9 @@ def test_archived_runs_are_what_their_sweep_file_builds(sweep_name):
         combo, seed, run_folder = path.parts[-5], int(path.parts[-4].split("=")[1]), path.parts[-2]
         run = runs.get((combo, seed))
         assert run is not None, f"{path}: {combo} is not a combination of {sweep_name}.yaml"
-        built = _flat(yaml.safe_load(dump_yaml(load_config(run.cfg or spec["cfg"], run.overrides(spec.get("set", [])),
+        built = _flatten(yaml.safe_load(dump_yaml(load_config(run.cfg or spec["cfg"], run.overrides(spec.get("set", [])),
                                                            base=base))))
-        for key, old in _flat(yaml.safe_load(path.read_text())).items():
+        for key, old in _flatten(yaml.safe_load(path.read_text())).items():
             # keys the code no longer has are checked nowhere else; keys added since keep their old behaviour
             if key in FREE_KEYS or key not in built or _same(key, old, built[key], run_folder):
                 continue
