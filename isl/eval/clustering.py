@@ -75,13 +75,12 @@ def kmeans(features: torch.Tensor | np.ndarray, n_clusters: int, restarts: int =
     measured by tools/bench/eval.py, see docs/scale.md). Deterministic for a fixed seed.
     Returns N int64 labels in [0, n_clusters).
     """
-    resolve_kmeans_backend(backend)  # a bad name fails before any work
+    backend = resolve_kmeans_backend(backend)  # a bad name fails before any work
     x = _l2_normalise(_as_features(features))  # N x d
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of points {x.shape[0]}")
     if restarts < 1 or max_iter < 1:
         raise ValueError(f"restarts={restarts} and max_iter={max_iter} must both be >= 1")
-    backend = resolve_kmeans_backend(backend)
     if backend == "faiss":
         if not faiss_available():
             raise RuntimeError("k-means backend 'faiss' requested but faiss is not installed: "
