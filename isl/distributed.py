@@ -68,9 +68,20 @@ def init_distributed(device_name: str = "auto") -> torch.device:
     return device
 
 
-def close_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def close_distributed(sync_timeout_s: float = 60.0) -> None:
+    """Tear the process group down. Under gloo the ranks first meet at a barrier (bounded: monitored_barrier raises
+    after sync_timeout_s, e.g. when a peer died, and the group is destroyed anyway): a rank that destroys its group
+    while a peer is still closing its connections can abort ("terminate called without an active exception"),
+    seen once in tests/test_distributed.py on a loaded machine."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo":
+        from datetime import timedelta
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=sync_timeout_s))
+        except RuntimeError:
+            pass
+    dist.destroy_process_group()
 
 
 def per_rank_batch(batch_size: int) -> int:
