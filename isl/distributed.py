@@ -25,6 +25,7 @@ single-process (world size 1: every helper is a no-op) and under torchrun. What 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -76,7 +77,6 @@ def close_distributed(sync_timeout_s: float = 60.0) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     if dist.get_backend() == "gloo":
-        from datetime import timedelta
         try:
             dist.monitored_barrier(timeout=timedelta(seconds=sync_timeout_s))
         except RuntimeError:
