@@ -1,4 +1,4 @@
-"""GPU check (under 8 minutes on one CUDA device): the paths that only a GPU exercises, in one printed table.
+"""GPU check (41 s with --steps 10 on one H200): the paths that only a GPU exercises, in one printed table.
 
     python tools/bench/gpu_check.py                  # needs CUDA; exits with a message (code 2) without it
     python tools/bench/gpu_check.py --cpu --quick    # the same steps on the CPU at toy sizes (tests the script)
