@@ -219,6 +219,45 @@ def finished_results(run_root: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None]:
+    """Where one (combination, seed) stands: ("finished", its wall time in s, when recorded), ("resumable", None)
+    when an earlier attempt left a checkpoint, or ("to run", None)."""
+    run_root = Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}"
+    results = finished_results(run_root)
+    if results:
+        try:
+            seconds = json.loads(results.read_text()).get("wall_time_s")
+        except (OSError, ValueError):
+            seconds = None
+        return "finished", float(seconds) if isinstance(seconds, (int, float)) else None
+    if run_root.is_dir() and any(run_root.rglob("checkpoints/last.pt")):
+        return "resumable", None
+    return "to run", None
+
+
+def plan(sweep: Sweep, specs: list[RunSpec], workers: int = 1) -> dict[str, Any]:
+    """The state of every run and an estimate of the time the unfinished ones need: the mean wall time of the
+    finished runs of the same combination (else of all finished runs), divided among `workers`."""
+    states = {spec.label: run_state(sweep, spec) for spec in specs}
+    by_combo: dict[str, list[float]] = {}
+    for spec in specs:
+        state, seconds = states[spec.label]
+        if state == "finished" and seconds is not None:
+            by_combo.setdefault(spec.name, []).append(seconds)
+    every = [t for times in by_combo.values() for t in times]
+    estimate, unknown = 0.0, 0
+    for spec in specs:
+        if states[spec.label][0] != "finished":
+            times = by_combo.get(spec.name) or every
+            if times:
+                estimate += sum(times) / len(times)
+            else:
+                unknown += 1
+    counts = {k: sum(1 for s, _ in states.values() if s == k) for k in ("finished", "resumable", "to run")}
+    return {"states": {label: state for label, (state, _) in states.items()}, "counts": counts,
+            "estimate_s": estimate / max(1, workers), "unestimated": unknown}
+
+
 def _attempt(cmd: list[str], log_path: Path, env: dict, timeout: float | None, attempt: int) -> int:
     with open(log_path, "a") as fh:
         fh.write(f"===== attempt {attempt} at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")

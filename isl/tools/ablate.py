@@ -25,7 +25,7 @@ from isl.cli import run_cli
 from isl.experiments.collect import read_run, short_names
 from isl.experiments.summary import write_summary
 from isl.experiments.sweep import (Sweep, SweepError, execute, expand, finished_results, load_sweep_file,
-                                   parse_grid_arg, parse_variants, select_variants, validate)
+                                   parse_grid_arg, parse_variants, plan, select_variants, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,10 +125,19 @@ def main(argv: list[str] | None = None) -> dict:
     specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs), sweep.variants, only)
     if args.dry_run:
         validate(sweep, specs)
+        status = plan(sweep, specs, workers)
         for spec in specs:
-            print(spec.label, " ".join(spec.overrides(sweep.fixed)))
-        print(f"{len(specs)} runs -> {sweep.out}")
-        return {"runs": [s.label for s in specs], "failed": []}
+            print(f"[{status['states'][spec.label]}]", spec.label, " ".join(spec.overrides(sweep.fixed)))
+        counts = status["counts"]
+        print(f"{len(specs)} runs -> {sweep.out}: {counts['finished']} finished, {counts['resumable']} resumable "
+              f"(an earlier attempt left a checkpoint), {counts['to run']} to run")
+        if counts["finished"] < len(specs):
+            hours = status["estimate_s"] / 3600
+            print(f"estimate for the unfinished runs: {hours:.1f} h with {workers} worker(s), from the wall times of "
+                  "the finished runs (same combination where there is one)"
+                  + (f"; {status['unestimated']} run(s) without any finished run to go by" if status["unestimated"]
+                     else ""))
+        return {"runs": [s.label for s in specs], "failed": [], **status}
     summary = None
     if not args.collect_only:
         print(f"sweep: {len(specs)} runs ({len(specs) // len(sweep.seeds)} combinations x {len(sweep.seeds)} seeds), "
