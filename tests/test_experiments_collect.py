@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from isl.experiments.collect import (aggregate, collect, find_run_dirs, flatten, format_mean_std, markdown_table,
-                                     mean_std, round_table, short_names, write_csv)
+                                     mean_std, round_table, short_names, sweep_variant, write_csv)
 
 
 def fake_run(root, name, results, config=None, records=None):
@@ -43,6 +43,24 @@ def test_collect_reads_results_and_config(tmp_path):
     assert rows[1] == {"knn_acc": 0.8, "seed": 1, "run_dir": str(tmp_path / "b" / "t2")}
     with pytest.raises(FileNotFoundError, match="does not exist"):
         collect([tmp_path / "nowhere"])
+
+
+def test_rows_of_a_sweep_variant_carry_its_name(tmp_path):
+    """tools/ablate.py's layout runs/variant=<name>/seed=<s>/<experiment>/<stamp>: the row gets `variant`, which
+    --group-by can use; a folder naming grid values too is read through the sweep's sweep.json."""
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "runs" / "variant=gan_all" / "seed=0" / "exp", "t1", {"nmi": 0.5, "seed": 0})
+    fake_run(sweep / "runs" / "variant=gan_all_alpha=0.5" / "seed=1" / "exp", "t2", {"nmi": 0.4, "seed": 1})
+    fake_run(tmp_path / "plain" / "exp", "t3", {"nmi": 0.3, "seed": 0})
+    fake_run(tmp_path / "own" / "variant=x" / "exp", "t4", {"nmi": 0.2, "variant": "from_results"})
+    rows = {r["run_dir"].split("/")[-1]: r for r in collect([tmp_path])}
+    assert rows["t1"]["variant"] == "gan_all"
+    assert "variant" not in rows["t2"]                      # ambiguous without sweep.json
+    assert "variant" not in rows["t3"]
+    assert rows["t4"]["variant"] == "from_results"          # a run's own results.json wins
+    (sweep / "sweep.json").write_text(json.dumps({"variants": {"gan": [], "gan_all": ["a=1"]}}))
+    assert sweep_variant(sweep / "runs" / "variant=gan_all_alpha=0.5" / "seed=1" / "exp" / "t2") == "gan_all"
+    assert collect([sweep / "runs" / "variant=gan_all_alpha=0.5"])[0]["variant"] == "gan_all"
 
 
 def test_mean_std_matches_statistics_and_skips_missing():
@@ -136,6 +154,8 @@ def test_round_scores_take_the_last_evaluation_of_each_round():
         if r:
             records.append({"stage": "gan", "round": r, "epoch": 1, "knn_acc": 0.0})  # not an encoder evaluation
             records.append({"stage": "mining", "round": r, "pass": 1, "pairs": 10 * r, "pair_precision": 0.5})
+            if r == 2:  # the GAN diagnostics of round 2's GAN stage (round 1 has none: diagnostics off)
+                records.append({"stage": "gan_diag", "round": r, "heldout_auc": 0.61, "fresh_d_auc": 0.99})
         for e in range(3):
             g += 1
             rec = {"stage": "encoder", "round": r, "epoch": e + 1, "global_epoch": g, "knn_acc": None}
@@ -150,4 +170,5 @@ def test_round_scores_take_the_last_evaluation_of_each_round():
         t = truth[s["round"]]
         assert s["global_epoch"] == t["global_epoch"] and s["val_nmi"] == t["val_nmi"] and s["val_acc"] is None
         assert all(s[m] == t[m] for m in ROUND_METRICS)
+    assert [(s["d_auc"], s["fresh_d_auc"]) for s in got] == [(None, None), (None, None), (0.61, 0.99)]
     assert round_scores([{"stage": "encoder", "round": 0, "knn_acc": None}]) == []

@@ -245,3 +245,21 @@ def test_by_round_tables_average_each_round_over_seeds(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "rep" / "rounds.csv")))
     assert [(r["round"], r["n"]) for r in rows if r["method"] == "knn_mining"] == [("0", "3"), ("1", "3"), ("2", "3")]
     assert float(rows[2]["nmi_mean"]) == pytest.approx(statistics.mean(nmi[2]))
+    assert "D AUC" not in test_part  # no GAN run: no D columns
+
+
+def test_by_round_tables_show_each_rounds_discriminator_auc(tmp_path):
+    """A GAN run's per-round D AUCs come from its gan_diag records, the mean over seeds per round."""
+    for seed, aucs in ((0, (0.51, 0.67)), (1, (0.55, 0.71))):
+        recs = [{"stage": "encoder", "round": 0, "global_epoch": 10, "knn_acc": 0.7, "nmi": 0.5}]
+        for r, auc in enumerate(aucs, start=1):
+            recs += [{"stage": "gan_diag", "round": r, "heldout_auc": auc, "fresh_d_auc": 1.0},
+                     {"stage": "encoder", "round": r, "global_epoch": 10 + 6 * r, "knn_acc": 0.7, "nmi": 0.5}]
+        fake_run(tmp_path / "runs" / f"variant=gan_x/seed={seed}", {"method": "isl", "experiment": "fm",
+                                                                   "seed": seed, "knn_acc": 0.7}, records=recs)
+    res = _report().main([str(tmp_path / "runs"), "--by-round", "--group-by", "variant", "--out",
+                          str(tmp_path / "rep")])
+    md = Path(res["markdown"]).read_text().split("## Scores at the end of each round")[1]
+    assert "| variant | round | n | epochs |" in md and "| D AUC | fresh-D AUC |" in md
+    assert md.count("| gan_x | 0 | 2 | 10 ± 0 |") == 1 and "| – | – |" in md  # round 0: no GAN stage yet
+    assert "| 0.530 ± 0.028 | 1.000 ± 0.000 |" in md and "| 0.690 ± 0.028 | 1.000 ± 0.000 |" in md

@@ -80,8 +80,31 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def sweep_variant(run_dir: str | Path) -> str | None:
+    """The sweep variant a run belongs to, from the `variant=<name>` folder above it (the layout tools/ablate.py
+    writes: runs/variant=<name>/seed=<s>/...), or None. A folder that also names grid values
+    (`variant=gan_all_alpha=0.5`) is ambiguous, as variant names may hold '_'; it is read through the sweep's
+    sweep.json when one lies above the run, else left None."""
+    parts = Path(run_dir).parts
+    for i in range(len(parts) - 1, -1, -1):
+        part = parts[i]
+        if not part.startswith("variant="):
+            continue
+        if part.count("=") == 1:
+            return part.split("=", 1)[1]
+        for j in range(i, 0, -1):
+            spec = Path(*parts[:j]) / "sweep.json"
+            if spec.is_file():
+                names = json.loads(spec.read_text()).get("variants") or {}
+                hits = [n for n in names if part.startswith(f"variant={n}_")]
+                return max(hits, key=len) if hits else None
+        return None
+    return None
+
+
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """results.json + flattened config.yaml (if present) of one run, plus its `run_dir`."""
+    """results.json + flattened config.yaml (if present) of one run, plus its `run_dir` and, for a run of a
+    sweep's named variant, `variant` (so reports can group or label by it: --group-by variant)."""
     run_dir = Path(run_dir)
     with open(run_dir / "results.json") as fh:
         row = json.load(fh)
@@ -97,6 +120,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         with open(metrics) as fh:
             records = [json.loads(line) for line in fh if line.strip()]
         row = {**mining_diagnostics(records), **row}
+    variant = sweep_variant(run_dir)
+    if variant is not None:
+        row.setdefault("variant", variant)
     row["run_dir"] = str(run_dir)
     return row
 
@@ -245,19 +271,29 @@ def held_out_groups(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[s
 
 
 ROUND_METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
+# per round of a GAN run: result key -> key of its gan_diag record in metrics.jsonl
+ROUND_GAN_METRICS = {"d_auc": "heldout_auc", "fresh_d_auc": "fresh_d_auc"}
 
 
 def round_scores(records: Sequence[dict]) -> list[dict[str, Any]]:
     """The scores at the end of each round of a run's metrics.jsonl: per round, the last evaluated encoder
     record (training stops there, so a run with isl.rounds = R reports round R's scores), with its global epoch,
-    ROUND_METRICS and the held-out SELECTION_METRICS (None where absent). Rounds without an evaluation are left
-    out; sorted by round."""
+    ROUND_METRICS and the held-out SELECTION_METRICS (None where absent), and for GAN runs the ROUND_GAN_METRICS
+    of the GAN stage that mined that round's pairs (its `gan_diag` record: the co-trained D's held-out AUC and the
+    fresh D's). Rounds without an evaluation are left out; sorted by round."""
     last: dict[int, dict] = {}
+    diag: dict[int, dict] = {}
     for rec in records:
-        if rec.get("stage") == "encoder" and "round" in rec and rec.get("knn_acc") is not None:
+        if "round" not in rec:
+            continue
+        if rec.get("stage") == "encoder" and rec.get("knn_acc") is not None:
             last[int(rec["round"])] = rec
+        elif rec.get("stage") == "gan_diag":
+            diag[int(rec["round"])] = rec
     return [{"round": r, "global_epoch": rec.get("global_epoch"),
-             **{m: rec.get(m) for m in (*ROUND_METRICS, *SELECTION_METRICS)}} for r, rec in sorted(last.items())]
+             **{m: rec.get(m) for m in (*ROUND_METRICS, *SELECTION_METRICS)},
+             **{m: diag.get(r, {}).get(source) for m, source in ROUND_GAN_METRICS.items()}}
+            for r, rec in sorted(last.items())]
 
 
 def load_published(path: str | Path) -> list[dict[str, Any]]:

@@ -135,8 +135,8 @@ def curves_section(run_dir: str, assets: Path, md_dir: Path) -> str:
 
 def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
     """Mean ± std over seeds of each group's scores at the end of every round (`collect.round_scores`)."""
-    from isl.experiments.collect import (ROUND_METRICS, aggregate, held_out_groups, markdown_table,
-                                         present_selection_metrics, round_scores)
+    from isl.experiments.collect import (ROUND_GAN_METRICS, ROUND_METRICS, aggregate, held_out_groups,
+                                         markdown_table, present_selection_metrics, round_scores)
     from isl.rundir import read_metrics
 
     per_round = [{**row, **scores} for row in rows
@@ -144,14 +144,17 @@ def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
                  for scores in round_scores(read_metrics(row["run_dir"]))]
     if not per_round:
         return "## Scores at the end of each round\n\nNo run has evaluated epochs in a metrics.jsonl.\n"
-    keys, metrics = [*by, "round"], ["global_epoch", *ROUND_METRICS]
+    gan = [m for m in ROUND_GAN_METRICS if any(row.get(m) is not None for row in per_round)]
+    keys, metrics = [*by, "round"], ["global_epoch", *ROUND_METRICS, *gan]
     selection = present_selection_metrics(per_round)
     groups = aggregate(per_round, keys, [*metrics, *selection])
     write_csv(assets / "rounds.csv", groups,
               [*keys, "n", "seeds", *(f"{m}_{s}" for m in (*metrics, *selection) for s in ("mean", "std"))])
     text = ["## Scores at the end of each round\n",
             "Each run's last evaluation of every round (round 0 = instance discrimination before any mining; "
-            "epochs = encoder epochs so far), mean ± std over seeds. A run with `isl.rounds` = R ends with round "
+            "epochs = encoder epochs so far), mean ± std over seeds"
+            + ("; D AUC / fresh-D AUC: the held-out AUC of the co-trained and of a freshly trained D on the GAN "
+               "that mined that round's pairs" if gan else "") + ". A run with `isl.rounds` = R ends with round "
             "R's scores: the learning-rate schedule restarts every round (`optim.restart_each_round`), so these "
             "are also the scores of shorter schedules.\n",
             markdown_table(groups, keys, metrics, bold_best=False)]
