@@ -336,19 +336,22 @@ def test_dry_run_says_which_runs_are_finished_resumable_or_to_run_and_estimates_
     runs = out / "runs"
     for name, seed, seconds in (("variant=a", 0, 100.0), ("variant=b", 0, 300.0)):
         (runs / name / f"seed={seed}" / "v" / "t").mkdir(parents=True)
-        (runs / name / f"seed={seed}" / "v" / "t" / "results.json").write_text(json.dumps({"wall_time_s": seconds}))
+        (runs / name / f"seed={seed}" / "v" / "t" / "results.json").write_text(
+            json.dumps({"wall_time_s": seconds, "epochs": 20}))
     (runs / "variant=b" / "seed=1" / "v" / "t" / "checkpoints").mkdir(parents=True)
     (runs / "variant=b" / "seed=1" / "v" / "t" / "checkpoints" / "last.pt").write_bytes(b"")
+    (runs / "variant=b" / "seed=1" / "v" / "t" / "metrics.jsonl").write_text(  # stopped after epoch 15 of 20
+        "".join(json.dumps({"stage": "encoder", "global_epoch": e}) + "\n" for e in range(1, 16)) + "{broken\n")
     res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(out), "--dry-run"])
     assert res["states"] == {"variant=a__seed=0": "finished", "variant=a__seed=1": "to run",
                              "variant=b__seed=0": "finished", "variant=b__seed=1": "resumable"}
     assert res["counts"] == {"finished": 2, "resumable": 1, "to run": 1}
-    assert res["estimate_s"] == pytest.approx(100.0 + 300.0)   # each unfinished run from its own variant's time
+    assert res["estimate_s"] == pytest.approx(100.0 + 300.0 / 4)  # own variant's time; b's last quarter
     printed = capsys.readouterr().out
     assert "[resumable] variant=b__seed=1" in printed and "2 finished, 1 resumable" in printed
     res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(out), "--dry-run", "--workers", "2",
                                      "--seeds", "0,1,2"])
-    assert res["estimate_s"] == pytest.approx((100 + 100 + 300 + 300) / 2)
+    assert res["estimate_s"] == pytest.approx((100 + 100 + 300 / 4 + 300) / 2)
     assert not (out / "logs").exists()                          # a dry run starts nothing
     empty = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(tmp_path / "new"), "--dry-run"])
     assert empty["counts"]["to run"] == 4 and empty["unestimated"] == 4 and empty["estimate_s"] == 0

@@ -219,42 +219,78 @@ def finished_results(run_root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None]:
-    """Where one (combination, seed) stands: ("finished", its wall time in s, when recorded), ("resumable", None)
-    when an earlier attempt left a checkpoint, or ("to run", None)."""
+def _last_epoch(run_root: Path) -> int | None:
+    """The last global epoch a checkpointed (unfinished) attempt logged in its metrics.jsonl, or None."""
+    last = None
+    for log in sorted(run_root.rglob("metrics.jsonl")):
+        try:
+            lines = log.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                epoch = json.loads(line).get("global_epoch")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(epoch, int):
+                last = epoch if last is None else max(last, epoch)
+    return last
+
+
+def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None, int | None]:
+    """Where one (combination, seed) stands: ("finished", wall time in s, epochs trained) as its results.json
+    records them (None where absent), ("resumable", None, the last epoch it logged) when an earlier attempt left
+    a checkpoint, or ("to run", None, None)."""
     run_root = Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}"
     results = finished_results(run_root)
     if results:
         try:
-            seconds = json.loads(results.read_text()).get("wall_time_s")
+            record = json.loads(results.read_text())
         except (OSError, ValueError):
-            seconds = None
-        return "finished", float(seconds) if isinstance(seconds, (int, float)) else None
+            record = {}
+        seconds, epochs = record.get("wall_time_s"), record.get("epochs")
+        return ("finished", float(seconds) if isinstance(seconds, (int, float)) else None,
+                epochs if isinstance(epochs, int) else None)
     if run_root.is_dir() and any(run_root.rglob("checkpoints/last.pt")):
-        return "resumable", None
-    return "to run", None
+        return "resumable", None, _last_epoch(run_root)
+    return "to run", None, None
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def plan(sweep: Sweep, specs: list[RunSpec], workers: int = 1) -> dict[str, Any]:
     """The state of every run and an estimate of the time the unfinished ones need: the mean wall time of the
-    finished runs of the same combination (else of all finished runs), divided among `workers`."""
+    finished runs of the same combination (else of all finished runs), for a resumable run times the share of
+    the epochs it has left (its last logged epoch against the finished runs' epochs), divided among `workers`
+    (a planning number: parallel runs on shared cores each take longer)."""
     states = {spec.label: run_state(sweep, spec) for spec in specs}
-    by_combo: dict[str, list[float]] = {}
+    times: dict[str, list[float]] = {}
+    epochs: dict[str, list[float]] = {}
     for spec in specs:
-        state, seconds = states[spec.label]
-        if state == "finished" and seconds is not None:
-            by_combo.setdefault(spec.name, []).append(seconds)
-    every = [t for times in by_combo.values() for t in times]
+        state, seconds, n_epochs = states[spec.label]
+        if state == "finished":
+            if seconds is not None:
+                times.setdefault(spec.name, []).append(seconds)
+            if n_epochs:
+                epochs.setdefault(spec.name, []).append(n_epochs)
+    every_time = [t for ts in times.values() for t in ts]
+    every_epochs = [e for es in epochs.values() for e in es]
     estimate, unknown = 0.0, 0
     for spec in specs:
-        if states[spec.label][0] != "finished":
-            times = by_combo.get(spec.name) or every
-            if times:
-                estimate += sum(times) / len(times)
-            else:
-                unknown += 1
-    counts = {k: sum(1 for s, _ in states.values() if s == k) for k in ("finished", "resumable", "to run")}
-    return {"states": {label: state for label, (state, _) in states.items()}, "counts": counts,
+        state, _, done = states[spec.label]
+        if state == "finished":
+            continue
+        seconds = _mean(times.get(spec.name) or every_time)
+        if seconds is None:
+            unknown += 1
+            continue
+        total = _mean(epochs.get(spec.name) or every_epochs)
+        left = 1.0 if state != "resumable" or not done or not total else max(0.0, 1.0 - done / total)
+        estimate += seconds * left
+    counts = {k: sum(1 for s, _, _ in states.values() if s == k) for k in ("finished", "resumable", "to run")}
+    return {"states": {label: state for label, (state, _, _) in states.items()}, "counts": counts,
             "estimate_s": estimate / max(1, workers), "unestimated": unknown}
 
 

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
         if counts["finished"] < len(specs):
             hours = status["estimate_s"] / 3600
             print(f"estimate for the unfinished runs: {hours:.1f} h with {workers} worker(s), from the wall times of "
-                  "the finished runs (same combination where there is one)"
+                  "the finished runs (same combination where there is one; a resumable run by the share of epochs it has "
+                  "left)"
                   + (f"; {status['unestimated']} run(s) without any finished run to go by" if status["unestimated"]
                      else ""))
         return {"runs": [s.label for s in specs], "failed": [], **status}
