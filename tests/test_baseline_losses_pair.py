@@ -421,7 +421,7 @@ def test_losses_accept_miner_triplets():
         value = cls()(x, y, mined)
         assert torch.isfinite(value)
     a, p, n = mined
-    f, yl = unit(x), y.tolist()
+    f = unit(x)
     expect = mean_nonzero([max(0.0, euclid(f[i], f[j]) - euclid(f[i], f[k]) + 0.2)
                            + max(0.0, euclid(f[i], f[j]) - 0.1) for i, j, k in zip(a.tolist(), p.tolist(), n.tolist())])
     assert L.ImprovedTripletLoss()(x, y, mined).item() == pytest.approx(expect)

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from isl.builders import build_encoder_from_config
 from isl.checkpoint import save_checkpoint
