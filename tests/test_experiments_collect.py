@@ -172,3 +172,35 @@ def test_round_scores_take_the_last_evaluation_of_each_round():
         assert all(s[m] == t[m] for m in ROUND_METRICS)
     assert [(s["d_auc"], s["fresh_d_auc"]) for s in got] == [(None, None), (None, None), (0.61, 0.99)]
     assert round_scores([{"stage": "encoder", "round": 0, "knn_acc": None}]) == []
+
+
+def test_paired_differences_against_a_loop():
+    """Each run minus the reference run of its seed, per group: mean, sample std, wins; unpaired seeds and the
+    reference itself left out; matched per round when asked."""
+    from isl.experiments.collect import paired_differences, paired_table, parse_reference
+    rows = []
+    for seed in range(3):
+        rows.append({"variant": "knn", "seed": seed, "nmi": 0.5 + 0.05 * seed, "acc": 0.6})
+        rows.append({"variant": "gan", "seed": seed, "nmi": 0.47 + 0.07 * seed, "acc": None if seed == 2 else 0.7})
+    rows.append({"variant": "gan", "seed": 7, "nmi": 0.9})               # no knn run of seed 7: unpaired
+    ref = parse_reference("variant=knn")
+    (got,) = paired_differences(rows, ["variant"], ref, ["nmi", "acc"])
+    deltas = [(0.47 + 0.07 * s) - (0.5 + 0.05 * s) for s in range(3)]
+    assert got["variant"] == "gan" and got["n"] == 3 and got["seeds"] == [0, 1, 2]
+    assert got["nmi_mean"] == pytest.approx(statistics.mean(deltas))
+    assert got["nmi_std"] == pytest.approx(statistics.stdev(deltas))
+    assert got["nmi_wins"] == sum(d > 0 for d in deltas) == 1 and got["nmi_pairs"] == 3
+    assert got["acc_mean"] == pytest.approx(0.1) and got["acc_pairs"] == 2 and got["acc_wins"] == 2
+    table = paired_table([got], ["variant"], ["nmi", "acc"])
+    assert "| gan | 0,1,2 | -0.010 ± 0.020 (1/3) | +0.100 ± 0.000 (2/2) |" in table
+    per_round = [{**r, "round": k, "nmi": r["nmi"] + k} for r in rows[:6] for k in (0, 1)]
+    groups = paired_differences(per_round, ["variant", "round"], ref, ["nmi"], match=("round",))
+    assert [(g["round"], g["n"]) for g in groups] == [(0, 3), (1, 3)]
+    assert groups[1]["nmi_mean"] == pytest.approx(statistics.mean(deltas))
+    with pytest.raises(ValueError, match="matches no run"):
+        paired_differences(rows, ["variant"], parse_reference("variant=npid"), ["nmi"])
+    with pytest.raises(ValueError, match="several runs of seed 0"):
+        paired_differences(rows + [{"variant": "knn", "seed": 0, "nmi": 0.1}], ["variant"], ref, ["nmi"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_reference("knn")
+    assert parse_reference("method=isl, isl.gan.stop=auc") == {"method": "isl", "isl.gan.stop": "auc"}

@@ -263,3 +263,24 @@ def test_by_round_tables_show_each_rounds_discriminator_auc(tmp_path):
     assert "| variant | round | n | epochs |" in md and "| D AUC | fresh-D AUC |" in md
     assert md.count("| gan_x | 0 | 2 | 10 ± 0 |") == 1 and "| – | – |" in md  # round 0: no GAN stage yet
     assert "| 0.530 ± 0.028 | 1.000 ± 0.000 |" in md and "| 0.690 ± 0.028 | 1.000 ± 0.000 |" in md
+
+
+def test_paired_section_compares_each_seed_with_its_reference_run(tmp_path):
+    from isl.config import ConfigError
+    for seed in (0, 1):
+        for variant, nmi in (("knn", 0.50), ("gan", 0.47)):
+            recs = [{"stage": "encoder", "round": r, "global_epoch": 10 * (r + 1), "knn_acc": 0.7,
+                     "nmi": 0.5 if r == 0 else nmi + 0.01 * seed} for r in (0, 1)]
+            fake_run(tmp_path / "runs" / f"variant={variant}" / f"seed={seed}",
+                     {"method": "isl", "experiment": "fm", "seed": seed, "knn_acc": 0.7, "nmi": nmi + 0.01 * seed},
+                     records=recs)
+    res = _report().main([str(tmp_path / "runs"), "--group-by", "variant", "--paired", "variant=knn", "--by-round",
+                          "--out", str(tmp_path / "rep")])
+    md = Path(res["markdown"]).read_text().split("## Paired by seed against variant=knn")[1]
+    assert "| gan | 0,1 | +0.000 ± 0.000 (0/2) | – | -0.030 ± 0.000 (0/2) |" in md
+    assert "| gan | 0 | 0,1 | +0.000 ± 0.000 (0/2) | – | +0.000 ± 0.000 (0/2) |" in md   # round 0 shared
+    assert "| gan | 1 | 0,1 | +0.000 ± 0.000 (0/2) | – | -0.030 ± 0.000 (0/2) |" in md
+    assert "| knn |" not in md
+    assert (tmp_path / "rep" / "paired.csv").is_file() and (tmp_path / "rep" / "paired_rounds.csv").is_file()
+    with pytest.raises(ConfigError, match="matches no run"):
+        _report().main([str(tmp_path / "runs"), "--paired", "variant=npid", "--out", str(tmp_path / "rep2")])

@@ -270,6 +270,81 @@ def held_out_groups(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[s
     return aggregate([r for r in rows if any(r.get(m) is not None for m in selection)], by, metrics)
 
 
+def parse_reference(text: str) -> dict[str, str]:
+    """'variant=knn' or 'method=knn_mining,isl.gan.stop=auc' -> {key: value text} (the runs a paired comparison
+    is made against)."""
+    ref = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--paired {text!r}: give KEY=VALUE pairs, e.g. variant=knn or method=knn_mining")
+        ref[key.strip()] = value.strip()
+    if not ref:
+        raise ValueError("--paired needs at least one KEY=VALUE, e.g. variant=knn")
+    return ref
+
+
+def _matches(row: dict, ref: dict[str, str]) -> bool:
+    return all(str(_cell(row.get(k))) == v for k, v in ref.items())
+
+
+def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, str], metrics: Sequence[str],
+                       match: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Per group of `by`, the differences between each run's metrics and those of the reference run of the same
+    seed (and the same values of `match`, e.g. round), summarised as mean ± sample std over the pairs, with
+    <m>_wins = how many pairs are above the reference. Runs of different seeds share nothing, while runs of one
+    seed share the data split, the initial encoder and, before mining, every step (round 0 is the same run), so
+    paired differences show what the seed spread of each mean hides. Groups without a paired seed are left out;
+    a seed with several reference runs is an error (say which runs to compare with a narrower reference)."""
+    reference: dict[tuple, dict] = {}
+    for row in rows:
+        if _matches(row, ref):
+            key = (row.get("seed"), *(_hashable(row.get(k)) for k in match))
+            if key in reference:
+                raise ValueError(f"--paired {','.join(f'{k}={v}' for k, v in ref.items())} names several runs of "
+                                 f"seed {key[0]}; narrow it (add a config key, e.g. variant=knn)")
+            reference[key] = row
+    if not reference:
+        raise ValueError(f"--paired {','.join(f'{k}={v}' for k, v in ref.items())} matches no run; give a key and "
+                         f"value the runs have (e.g. variant=knn, method=knn_mining)")
+    groups: dict[tuple, list[tuple[dict, dict]]] = {}
+    for row in rows:
+        other = reference.get((row.get("seed"), *(_hashable(row.get(k)) for k in match)))
+        if other is not None and other is not row and not _matches(row, ref):
+            groups.setdefault(tuple(_hashable(row.get(k)) for k in by), []).append((row, other))
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(sort_key(v) for v in k)):
+        pairs = groups[key]
+        group: dict[str, Any] = {k: pairs[0][0].get(k) for k in by}
+        group["n"] = len(pairs)
+        group["seeds"] = sorted({run.get("seed") for run, _ in pairs}, key=sort_key)
+        for m in metrics:
+            deltas = [_number(run.get(m)) - _number(other.get(m)) for run, other in pairs]
+            deltas = [d for d in deltas if math.isfinite(d)]
+            group[f"{m}_mean"], group[f"{m}_std"], group[f"{m}_pairs"] = mean_std(deltas)
+            group[f"{m}_wins"] = sum(d > 0 for d in deltas)
+        out.append(group)
+    return out
+
+
+def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -> str:
+    """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs)."""
+    names = short_names([k for k in by if "." in k])
+    header = [names.get(k, k) for k in by] + ["seeds"] + [f"Δ {METRIC_TITLES.get(m, m)}" for m in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        cells = [str(_cell(g.get(k))) for k in by] + [",".join(str(s) for s in g["seeds"])]
+        for m in metrics:
+            mean, std, n = g[f"{m}_mean"], g[f"{m}_std"], g[f"{m}_pairs"]
+            if not n:
+                cells.append("–")
+                continue
+            text = f"{mean:+.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
+            cells.append(f"{text} ({g[f'{m}_wins']}/{n})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 ROUND_METRICS = ("knn_acc", "linear_acc", "nmi", "acc", "ari", "pair_precision")
 # per round of a GAN run: result key -> key of its gan_diag record in metrics.jsonl
 ROUND_GAN_METRICS = {"d_auc": "heldout_auc", "fresh_d_auc": "fresh_d_auc"}

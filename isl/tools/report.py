@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-round", action="store_true",
                    help="add tables of each group's scores at the end of every round (from the runs' "
                         "metrics.jsonl; held-out scores too where the runs have them)")
+    p.add_argument("--paired", default=None, metavar="KEY=VALUE",
+                   help="add tables of each group's differences from the reference runs KEY=VALUE (e.g. "
+                        "variant=knn, method=knn_mining) of the same seed, mean ± std over seeds with how many seeds "
+                        "are above it; with --by-round, per round too")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -133,15 +137,56 @@ def curves_section(run_dir: str, assets: Path, md_dir: Path) -> str:
             + _md_table(rounds, columns) + f"\n![curves {name}]({os.path.relpath(png, md_dir)})\n")
 
 
+def per_round_rows(rows: list[dict]) -> list[dict]:
+    """One row per (run, round) with that round's scores (`collect.round_scores`), for runs with a metrics.jsonl."""
+    from isl.experiments.collect import round_scores
+    from isl.rundir import read_metrics
+
+    return [{**row, **scores} for row in rows
+            if row.get("run_dir") and (Path(row["run_dir"]) / "metrics.jsonl").is_file()
+            for scores in round_scores(read_metrics(row["run_dir"]))]
+
+
+def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bool, assets: Path) -> str:
+    """Each group's differences from the reference runs of the same seed (`collect.paired_differences`): final
+    scores, and with `by_round` the scores at the end of every round."""
+    from isl.experiments.collect import (METRICS, ROUND_METRICS, paired_differences, paired_table, parse_reference,
+                                         present_selection_metrics, write_csv)
+
+    try:
+        ref = parse_reference(reference)
+        metrics = [m for m in METRICS if m not in ("wall_time_s", "d_auc", "fresh_d_auc")]
+        metrics += present_selection_metrics(rows)
+        groups = paired_differences(rows, by, ref, metrics)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    name = ",".join(f"{k}={v}" for k, v in ref.items())
+    write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics
+                                                                   for s in ("mean", "std", "wins", "pairs"))])
+    text = [f"## Paired by seed against {name}\n",
+            f"Each run minus the {name} run of the same seed (same split, same initial encoder, same round 0), mean "
+            "± sample std over the seeds both have, and (seeds above it / seeds paired). The seed spread of the "
+            "means above mixes the seeds' common ups and downs into every row; these differences do not.\n",
+            paired_table(groups, by, metrics)]
+    if by_round:
+        per_round = per_round_rows(rows)
+        round_metrics = [*ROUND_METRICS, *present_selection_metrics(per_round)]
+        round_groups = paired_differences(per_round, [*by, "round"], ref, round_metrics, match=("round",))
+        write_csv(assets / "paired_rounds.csv", round_groups,
+                  [*by, "round", "n", "seeds", *(f"{m}_{s}" for m in round_metrics
+                                                 for s in ("mean", "std", "wins", "pairs"))])
+        text += [f"The same at the end of each round (round r of a run against round r of the {name} run of its "
+                 "seed; mining variants share round 0, the same training, so their round-0 differences are zero).\n",
+                 paired_table(round_groups, [*by, "round"], round_metrics)]
+    return "\n".join(text)
+
+
 def by_round_section(rows: list[dict], by: list[str], assets: Path) -> str:
     """Mean ± std over seeds of each group's scores at the end of every round (`collect.round_scores`)."""
     from isl.experiments.collect import (ROUND_GAN_METRICS, ROUND_METRICS, aggregate, held_out_groups,
-                                         markdown_table, present_selection_metrics, round_scores)
-    from isl.rundir import read_metrics
+                                         markdown_table, present_selection_metrics)
 
-    per_round = [{**row, **scores} for row in rows
-                 if row.get("run_dir") and (Path(row["run_dir"]) / "metrics.jsonl").is_file()
-                 for scores in round_scores(read_metrics(row["run_dir"]))]
+    per_round = per_round_rows(rows)
     if not per_round:
         return "## Scores at the end of each round\n\nNo run has evaluated epochs in a metrics.jsonl.\n"
     gan = [m for m in ROUND_GAN_METRICS if any(row.get(m) is not None for row in per_round)]
@@ -246,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         md_path.write_text(f"# {args.title}\n")
     sections = [published_section(published)] if published else []
     sections += [by_round_section(rows, by, assets)] if args.by_round and args.paths else []
+    sections += [paired_section(rows, by, args.paired, args.by_round, assets)] if args.paired and args.paths else []
     sections += [curves_section(r, assets, md_path.parent) for r in args.curves]
     sections += [tsne_section(c, assets, md_path.parent, args) for c in args.tsne]
     sections += [confusion_section(c, assets, md_path.parent, args) for c in args.confusion]
