@@ -164,7 +164,8 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
     write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics
                                                                    for s in ("mean", "std", "wins", "pairs"))])
     text = [f"## Paired by seed against {name}\n",
-            f"Each run minus the {name} run of the same seed (same split, same initial encoder, same round 0), mean "
+            f"Each run minus the {name} run of the same seed (same split and initial encoder; mining variants also "
+            "share round 0), mean "
             "± sample std over the seeds both have, and (seeds above it / seeds paired). The seed spread of the "
             "means above mixes the seeds' common ups and downs into every row; these differences do not.\n",
             paired_table(groups, by, metrics)]
