@@ -292,8 +292,8 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
                        match: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Per group of `by`, the differences between each run's metrics and those of the reference run of the same
     seed (and the same values of `match`, e.g. round), summarised as mean ± sample std over the pairs, with
-    <m>_wins = how many pairs are above the reference. Runs of different seeds share nothing, while runs of one
-    seed share the data split, the initial encoder and, before mining, every step (round 0 is the same run), so
+    <m>_wins = how many pairs are above the reference. Runs of one seed share the data split and the initial
+    encoder, and mining variants also share round 0 (the same training before any mining; NPID does not), so
     paired differences show what the seed spread of each mean hides. Groups without a paired seed are left out;
     a seed with several reference runs is an error (say which runs to compare with a narrower reference)."""
     reference: dict[tuple, dict] = {}

@@ -220,7 +220,8 @@ def finished_results(run_root: Path) -> Path | None:
 
 
 def _last_epoch(run_root: Path) -> int | None:
-    """The last global epoch a checkpointed (unfinished) attempt logged in its metrics.jsonl, or None."""
+    """The last global epoch a checkpointed (unfinished) attempt logged in its metrics.jsonl, or None. Parsed
+    line by line rather than with rundir.read_metrics: a killed attempt can leave a truncated last line."""
     last = None
     for log in sorted(run_root.rglob("metrics.jsonl")):
         try:
