@@ -1,6 +1,5 @@
 """Held-out selection scores (eval.val_fraction): the shared protocol run inside the train split alone, so a
 schedule or a hyper-parameter can be chosen without the test labels."""
-import csv
 import importlib
 import json
 
@@ -14,6 +13,7 @@ from isl.experiments.grouping import config_keys
 from isl.rundir import RunDir, read_metrics
 from isl.train import run_isl
 from isl.training import VAL_METRICS, check_same_config, evaluate_features, held_out_summary
+from csv_helpers import read_rows
 from test_train_isl import tiny_cfg
 
 
@@ -84,7 +84,7 @@ def test_report_adds_a_held_out_table_only_when_runs_have_the_scores(tmp_path):
     res = report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep")])
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Held-out scores" in md and "held-out NMI" in md and "0.700 ± 0.141" in md
-    row = next(csv.DictReader(open(tmp_path / "rep" / "report.csv")))
+    row = read_rows(tmp_path / "rep" / "report.csv")[0]
     assert float(row["val_nmi_mean"]) == pytest.approx(0.7) and "val_acc_mean" not in row
     assert res["rows"] == 2
     run = tmp_path / "runs" / "r2"  # a third seed without held-out scores: not counted in the held-out table

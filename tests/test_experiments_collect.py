@@ -1,6 +1,5 @@
 """Collection of finished runs: rows from hand-written run directories, mean / std over seeds, tables, and the
 per-round summary of a metrics.jsonl."""
-import csv
 import json
 import math
 import statistics
@@ -10,6 +9,8 @@ import yaml
 
 from isl.experiments.collect import (aggregate, collect, find_run_dirs, flatten, format_mean_std, markdown_table,
                                      mean_std, round_table, short_names, sweep_variant, write_csv)
+
+from csv_helpers import read_rows
 
 
 def fake_run(root, name, results, config=None, records=None):
@@ -98,7 +99,7 @@ def test_aggregate_groups_by_method_over_seeds(tmp_path):
     assert f"| triplet | digits | 1 | **{triplet[0]:.3f}** |" in table  # best kNN is bold, one seed: no ±
     assert "| – |" in table and table.startswith("| method | experiment | n | kNN acc | linear probe | NMI |")
     path = write_csv(tmp_path / "t.csv", groups, ["method", "n", "seeds", "knn_acc_mean", "knn_acc_std"])
-    read = list(csv.DictReader(open(path)))
+    read = read_rows(path)
     assert read[2] == {"method": "triplet", "n": "1", "seeds": "[0]", "knn_acc_mean": "0.97", "knn_acc_std": ""}
     assert format_mean_std(float("nan"), float("nan")) == "–"
 

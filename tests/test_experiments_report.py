@@ -1,6 +1,5 @@
 """tools/report.py on hand-written fake runs: the comparison table (markdown + CSV, mean ± std over seeds, wall
 time, pair precision), the bar chart, sweep folders grouped by their swept keys, and per-round curves."""
-import csv
 import importlib
 import json
 import statistics
@@ -8,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from csv_helpers import read_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +54,7 @@ def test_comparison_table_csv_and_bar_chart(runs, tmp_path):
     md = out.read_text()
     assert md.startswith("# Digits comparison")
     assets = tmp_path / "docs" / "results"
-    table = list(csv.DictReader(open(assets / "report.csv")))
+    table = read_rows(assets / "report.csv")
     assert [r["method"] for r in table] == ["isl", "npid", "triplet"]
     for row in table:
         experiment, per_seed = SCORES[row["method"]]
@@ -75,7 +76,7 @@ def test_comparison_table_csv_and_bar_chart(runs, tmp_path):
     assert f"{statistics.mean(wall):.0f} ± {statistics.stdev(wall):.0f} |" in line
     assert "| triplet | digits_triplet | 1 | **0.990** |" in md
     assert (assets / "report_bars.png").read_bytes()[:8] == PNG and "](results/report_bars.png)" in md
-    assert len(list(csv.DictReader(open(assets / "runs.csv")))) == 6
+    assert len(read_rows(assets / "runs.csv")) == 6
 
 
 def test_out_folder_and_group_by(runs, tmp_path):
@@ -121,7 +122,7 @@ def test_curves_section(tmp_path):
     md = Path(res["markdown"]).read_text()
     assert "| 1 | 2 | 1.100 | 0.900 | 40 | 40 | 0.750 | 0.700 | 0.600 |" in md
     assert (tmp_path / "rep" / "curves_digits_isl_stamp.png").read_bytes()[:8] == PNG
-    rounds = list(csv.DictReader(open(tmp_path / "rep" / "rounds_digits_isl_stamp.csv")))
+    rounds = read_rows(tmp_path / "rep" / "rounds_digits_isl_stamp.csv")
     assert [r["new_pairs"] for r in rounds] == ["0", "40"]
 
 
@@ -242,7 +243,7 @@ def test_by_round_tables_average_each_round_over_seeds(tmp_path):
     val = [x + 0.01 for x in nmi[1][1:]]  # seed 0 has no held-out scores: n = 2
     row = f"| knn_mining | fm | 1 | 2 | 16 ± 0 | {statistics.mean(val):.3f} ± {statistics.stdev(val):.3f} |"
     assert row in held_out
-    rows = list(csv.DictReader(open(tmp_path / "rep" / "rounds.csv")))
+    rows = read_rows(tmp_path / "rep" / "rounds.csv")
     assert [(r["round"], r["n"]) for r in rows if r["method"] == "knn_mining"] == [("0", "3"), ("1", "3"), ("2", "3")]
     assert float(rows[2]["nmi_mean"]) == pytest.approx(statistics.mean(nmi[2]))
     assert "D AUC" not in test_part  # no GAN run: no D columns

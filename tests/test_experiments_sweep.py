@@ -1,6 +1,5 @@
 """Sweeps: grid expansion and naming, up-front validation, resumption, retry-once-then-report, parallel workers,
 and the tables and figures tools/ablate.py writes afterwards, all with a tiny fake training tool."""
-import csv
 import importlib
 import json
 import statistics
@@ -10,6 +9,8 @@ import pytest
 
 from isl.experiments.sweep import (Sweep, SweepError, child_env, combo_name, execute, expand, format_value,
                                    load_sweep_file, parse_grid_arg, tool_command, validate)
+
+from csv_helpers import read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,7 +176,7 @@ def test_sweep_tables_hold_mean_and_std_over_seeds(tmp_path, fake_tool):
     res = ablate.main(["--cfg", "digits.yaml", "--grid", "isl.gan.alpha=0.5,1", "isl.mining.radius=0.6,0.8",
                        "--seeds", "0,1,2", "--workers", "2", "--tool", fake_tool, "--out", str(out)])
     assert res["finished"] == 12 and not res["failed"]
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = read_rows(out / "results.csv")
     assert len(rows) == 4
     for row in rows:
         alpha, radius = float(row["isl.gan.alpha"]), float(row["isl.mining.radius"])
@@ -191,7 +192,7 @@ def test_sweep_tables_hold_mean_and_std_over_seeds(tmp_path, fake_tool):
     pngs = ["line_alpha.png", "line_radius.png", "heatmap_alpha_radius.png", "results_bars.png"]
     for name in pngs:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in md
-    assert sum(1 for _ in open(out / "runs.csv")) == 13
+    assert len(read_rows(out / "runs.csv")) == 12
 
 
 def test_sweep_file_and_flags(tmp_path, fake_tool):
@@ -264,7 +265,7 @@ def test_variants_are_named_override_sets(tmp_path, fake_tool):
     assert res["finished"] == 4
     table = (tmp_path / "o" / "results.md").read_text()
     assert "| narrow | 2 |" in table and "| wide | 2 |" in table   # one row per variant; nmi = radius in the fake
-    rows = list(csv.DictReader(open(tmp_path / "o" / "results.csv")))
+    rows = read_rows(tmp_path / "o" / "results.csv")
     assert {r["variant"]: float(r["nmi_mean"]) for r in rows} == {"narrow": 0.3, "wide": 0.9}
 
 
@@ -279,7 +280,7 @@ def test_variants_flag_runs_the_named_variants_in_its_order(tmp_path, fake_tool)
     assert res["done"] == ["variant=c__seed=0", "variant=a__seed=0"] and res["finished"] == 2
     res = ablate.main(["--sweep", str(sweep_file), "--out", out, "--variants", "b", "--seeds", "0", "--quiet"])
     assert res["done"] == ["variant=b__seed=0"]
-    rows = list(csv.DictReader(open(tmp_path / "o" / "results.csv")))
+    rows = read_rows(tmp_path / "o" / "results.csv")
     assert sorted(r["variant"] for r in rows) == ["a", "b", "c"]   # the table gathers every finished variant
     with pytest.raises(SweepError, match="unknown variant.*'d'.*a, b, c"):
         ablate.main(["--sweep", str(sweep_file), "--out", out, "--variants", "a,d", "--dry-run"])
@@ -296,7 +297,7 @@ def test_a_variant_may_start_from_its_own_config(tmp_path, fake_tool):
                           f"  wider: {{cfg: {wide}, set: [isl.gan.alpha=0.5]}}\n")
     res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--quiet"])
     assert res["finished"] == 3
-    rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "o" / "results.csv"))}
+    rows = {r["variant"]: r for r in read_rows(tmp_path / "o" / "results.csv")}
     assert {k: float(r["nmi_mean"]) for k, r in rows.items()} == {"narrow": 0.3, "wide": 0.7, "wider": 0.7}
     assert float(rows["wider"]["knn_acc_mean"]) == pytest.approx(0.55)            # its own `set` on top of its cfg
     calls = (tmp_path / "o" / "runs" / "variant=wide" / "seed=0" / "calls.txt").read_text()

@@ -4,7 +4,6 @@ leaves nothing, an unwritable output root is one line; end to end on a tiny ISL 
 record and writing its checkpoint."""
 from __future__ import annotations
 
-import csv
 import json
 import threading
 
@@ -13,6 +12,8 @@ import pytest
 from isl.config import load_config
 from isl.rundir import RunDir, RunDirError, read_metrics
 from isl.train import StopRun, run_isl
+
+from csv_helpers import read_rows
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_results_csv_has_one_row_per_run_in_the_table_columns(cfg):
     a.write_results({"knn_acc": 0.5, "nmi": 0.4})
     a.write_results({"knn_acc": 0.6, "nmi": 0.4})  # a resumed finished run: replaces its row
     b.write_results({"nmi": 0.3, "extra": 1, "knn_acc": 0.7})
-    rows = list(csv.DictReader(open(a.path.parent / "results.csv")))
+    rows = read_rows(a.path.parent / "results.csv")
     assert [(r["run_dir"][-1], r["knn_acc"], r["nmi"]) for r in rows] == [("a", "0.6", "0.4"), ("b", "0.7", "0.3")]
 
 
@@ -105,5 +106,5 @@ def test_isl_resume_after_a_kill_between_record_and_checkpoint_repeats_no_record
     assert steps(part) == steps(full) and len(set(steps(part))) == len(steps(part))
     run_isl(cfg, RunDir(part.path, enable_tensorboard=False), resume=part.checkpoint_path)  # a finished run
     assert steps(part) == steps(full)
-    rows = list(csv.DictReader(open(part.path.parent / "results.csv")))
+    rows = read_rows(part.path.parent / "results.csv")
     assert sorted(r["run_dir"] for r in rows) == sorted([str(full.path), str(part.path)])
