@@ -218,20 +218,25 @@ def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
 
 def markdown_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str] = METRICS,
                    bold_best: bool = True) -> str:
-    """A markdown table: the `by` columns (short names), n, then mean ± std of each metric."""
+    """A markdown table: the `by` columns (short names), n, then mean ± std of each metric.
+
+    With `bold_best`, the best mean of each higher-is-better score is bold, compared only among the rows with
+    the most runs (n) for that score: one lucky seed does not outrank a mean over three."""
     names = short_names([k for k in by if "." in k])
     header = [names.get(k, k) for k in by] + ["n"] + [METRIC_TITLES.get(m, m) for m in metrics]
     best = {}
     for m in metrics:
-        means = [g[f"{m}_mean"] for g in groups if math.isfinite(g[f"{m}_mean"])]
+        scored = [g for g in groups if math.isfinite(g[f"{m}_mean"])]
+        most = max((g["n"] for g in scored), default=0)
+        means = [g[f"{m}_mean"] for g in scored if g["n"] == most]
         if bold_best and m in HIGHER_IS_BETTER and len(set(means)) > 1:
-            best[m] = max(means)
+            best[m] = (most, max(means))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in groups:
         cells = [str(_cell(g.get(k))) for k in by] + [str(g["n"])]
         for m in metrics:
             text = format_mean_std(g[f"{m}_mean"], g[f"{m}_std"], 0 if m in ("wall_time_s", "global_epoch") else 3)
-            cells.append(f"**{text}**" if m in best and g[f"{m}_mean"] == best[m] else text)
+            cells.append(f"**{text}**" if m in best and (g["n"], g[f"{m}_mean"]) == best[m] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -109,7 +109,8 @@ def write_summary(rows: Sequence[dict], out_dir: str | Path, by: Sequence[str], 
     seeds = sorted({r.get("seed") for r in rows}, key=sort_key)
     text = [f"# {title}\n", intro.strip() + "\n" if intro.strip() else "",
             f"{len(rows)} finished runs, {len(groups)} groups, seeds {seeds}. Mean ± sample std over seeds "
-            f"(a single seed shows the mean only); the best mean of each score is bold.\n",
+            f"(a single seed shows the mean only); the best mean of each score among the rows with the most "
+            f"seeds is bold.\n",
             markdown_table(groups, by)]
     if selection:  # n counts the runs that have held-out scores
         held_out = held_out_groups(rows, by, selection, selection)
