@@ -180,7 +180,9 @@ def test_round_scores_take_the_last_evaluation_of_each_round():
 def test_paired_differences_against_a_loop():
     """Each run minus the reference run of its seed, per group: mean, sample std, wins; unpaired seeds and the
     reference itself left out; matched per round when asked."""
-    from isl.experiments.collect import paired_differences, paired_table, parse_reference
+    from scipy.stats import ttest_1samp
+
+    from isl.experiments.collect import paired_differences, paired_table, parse_reference, paired_t_p
     rows = []
     for seed in range(3):
         rows.append({"variant": "knn", "seed": seed, "nmi": 0.5 + 0.05 * seed, "acc": 0.6})
@@ -194,12 +196,19 @@ def test_paired_differences_against_a_loop():
     assert got["nmi_std"] == pytest.approx(statistics.stdev(deltas))
     assert got["nmi_wins"] == sum(d > 0 for d in deltas) == 1 and got["nmi_pairs"] == 3
     assert got["acc_mean"] == pytest.approx(0.1) and got["acc_pairs"] == 2 and got["acc_wins"] == 2
+    assert got["nmi_p"] == pytest.approx(ttest_1samp(deltas, 0.0).pvalue)  # the paired t-test, from scipy
+    assert math.isnan(got["acc_p"])                                         # no spread: undefined
     table = paired_table([got], ["variant"], ["nmi", "acc"])
-    assert "| gan | 0,1,2 | -0.010 ± 0.020 (1/3) | +0.100 ± 0.000 (2/2) |" in table
+    p = ttest_1samp(deltas, 0.0).pvalue
+    assert f"| gan | 0,1,2 | -0.010 ± 0.020 (1/3, p {p:.2f}) | +0.100 ± 0.000 (2/2) |" in table
     per_round = [{**r, "round": k, "nmi": r["nmi"] + k} for r in rows[:6] for k in (0, 1)]
     groups = paired_differences(per_round, ["variant", "round"], ref, ["nmi"], match=("round",))
     assert [(g["round"], g["n"]) for g in groups] == [(0, 3), (1, 3)]
     assert groups[1]["nmi_mean"] == pytest.approx(statistics.mean(deltas))
+    for values in ([0.01, 0.03], [0.02, -0.01, 0.05, 0.04]):  # the p-value against scipy's, other sizes
+        mean, std = statistics.mean(values), statistics.stdev(values)
+        assert paired_t_p(mean, std, len(values)) == pytest.approx(ttest_1samp(values, 0.0).pvalue)
+    assert math.isnan(paired_t_p(0.1, math.nan, 1))
     with pytest.raises(ValueError, match="matches no run"):
         paired_differences(rows, ["variant"], parse_reference("variant=npid"), ["nmi"])
     with pytest.raises(ValueError, match="several runs of seed 0"):

@@ -297,10 +297,12 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
                        match: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Per group of `by`, the differences between each run's metrics and those of the reference run of the same
     seed (and the same values of `match`, e.g. round), summarised as mean ± sample std over the pairs, with
-    <m>_wins = how many pairs are above the reference. Runs of one seed share the data split and the initial
-    encoder, and mining variants also share round 0 (the same training before any mining; NPID does not), so
-    paired differences show what the seed spread of each mean hides. Groups without a paired seed are left out;
-    a seed with several reference runs is an error (say which runs to compare with a narrower reference)."""
+    <m>_wins = how many pairs are above the reference and <m>_p = the two-sided paired t-test p-value (the
+    differences' mean against zero; NaN with fewer than 2 pairs or no spread). Runs of one seed share the data
+    split and the initial encoder, and mining variants also share round 0 (the same training before any mining;
+    NPID does not), so paired differences show what the seed spread of each mean hides. Groups without a paired
+    seed are left out; a seed with several reference runs is an error (say which runs to compare with a narrower
+    reference)."""
     reference: dict[tuple, dict] = {}
     for row in rows:
         if _matches(row, ref):
@@ -328,12 +330,23 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
             deltas = [d for d in deltas if math.isfinite(d)]
             group[f"{m}_mean"], group[f"{m}_std"], group[f"{m}_pairs"] = mean_std(deltas)
             group[f"{m}_wins"] = sum(d > 0 for d in deltas)
+            group[f"{m}_p"] = paired_t_p(group[f"{m}_mean"], group[f"{m}_std"], group[f"{m}_pairs"])
         out.append(group)
     return out
 
 
+def paired_t_p(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of a paired t-test from the differences' mean, sample std and count (n - 1 degrees of
+    freedom); NaN when it is undefined (n < 2 or zero spread). With 3 seeds only a large, steady difference gets a
+    small p: read it as how far the seeds are from settling the question, not as a verdict."""
+    if n < 2 or not math.isfinite(std) or std == 0:
+        return math.nan
+    from scipy.stats import t
+    return float(2 * t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+
+
 def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -> str:
-    """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs)."""
+    """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs, paired t-test p)."""
     names = short_names([k for k in by if "." in k])
     header = [names.get(k, k) for k in by] + ["seeds"] + [f"Δ {METRIC_TITLES.get(m, m)}" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -345,7 +358,8 @@ def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[st
                 cells.append("–")
                 continue
             text = f"{mean:+.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
-            cells.append(f"{text} ({g[f'{m}_wins']}/{n})")
+            p = g[f"{m}_p"]
+            cells.append(f"{text} ({g[f'{m}_wins']}/{n}" + (f", p {p:.2f})" if math.isfinite(p) else ")"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paired", default=None, metavar="KEY=VALUE",
                    help="add tables of each group's differences from the reference runs KEY=VALUE (e.g. "
                         "variant=knn, method=knn_mining) of the same seed, mean ± std over seeds with how many seeds "
-                        "are above it; with --by-round, per round too")
+                        "are above it and the paired t-test p-value; with --by-round, per round too")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -162,12 +162,14 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
         raise ConfigError(str(exc)) from None
     name = ",".join(f"{k}={v}" for k, v in ref.items())
     write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics
-                                                                   for s in ("mean", "std", "wins", "pairs"))])
+                                                                   for s in ("mean", "std", "wins", "pairs", "p"))])
     text = [f"## Paired by seed against {name}\n",
             f"Each run minus the {name} run of the same seed (same split and initial encoder; mining variants also "
             "share round 0), mean "
-            "± sample std over the seeds both have, and (seeds above it / seeds paired). The seed spread of the "
-            "means above mixes the seeds' common ups and downs into every row; these differences do not.\n",
+            "± sample std over the seeds both have, and (seeds above it / seeds paired, p = the two-sided paired "
+            "t-test p-value, given from 2 pairs). The seed spread of the means above mixes the seeds' common ups "
+            "and downs into every row; these differences do not. With 3 seeds only a large, steady difference gets "
+            "a small p.\n",
             paired_table(groups, by, metrics)]
     if by_round:
         per_round = per_round_rows(rows)
@@ -175,7 +177,7 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
         round_groups = paired_differences(per_round, [*by, "round"], ref, round_metrics, match=("round",))
         write_csv(assets / "paired_rounds.csv", round_groups,
                   [*by, "round", "n", "seeds", *(f"{m}_{s}" for m in round_metrics
-                                                 for s in ("mean", "std", "wins", "pairs"))])
+                                                 for s in ("mean", "std", "wins", "pairs", "p"))])
         text += [f"The same at the end of each round (round r of a run against round r of the {name} run of its "
                  "seed; mining variants share round 0, the same training, so their round-0 differences are zero).\n",
                  paired_table(round_groups, [*by, "round"], round_metrics)]
