@@ -346,7 +346,7 @@ def test_dry_run_says_which_runs_are_finished_resumable_or_to_run_and_estimates_
     res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(out), "--dry-run"])
     assert res["states"] == {"variant=a__seed=0": "finished", "variant=a__seed=1": "to run",
                              "variant=b__seed=0": "finished", "variant=b__seed=1": "resumable"}
-    assert res["counts"] == {"finished": 2, "resumable": 1, "to run": 1}
+    assert res["counts"] == {"finished": 2, "running": 0, "resumable": 1, "to run": 1}
     assert res["estimate_s"] == pytest.approx(100.0 + 300.0 / 4)  # own variant's time; b's last quarter
     printed = capsys.readouterr().out
     assert "[resumable] variant=b__seed=1" in printed and "2 finished, 1 resumable" in printed
@@ -356,3 +356,46 @@ def test_dry_run_says_which_runs_are_finished_resumable_or_to_run_and_estimates_
     assert not (out / "logs").exists()                          # a dry run starts nothing
     empty = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(tmp_path / "new"), "--dry-run"])
     assert empty["counts"]["to run"] == 4 and empty["unestimated"] == 4 and empty["estimate_s"] == 0
+
+
+posix_only = pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="the run lock is a POSIX flock")
+
+
+@posix_only
+def test_a_run_another_sweep_holds_is_busy_not_trained_twice_and_dry_run_says_running(tmp_path, fake_tool, capsys):
+    from isl.experiments.sweep import run_lock
+    out = tmp_path / "sweep"
+    sweep = Sweep("digits.yaml", {"isl.gan.alpha": [0.5, 1.0]}, seeds=[0], tool=fake_tool, out=str(out))
+    held_root = out / "runs" / "alpha=0.5" / "seed=0"
+    with run_lock(held_root) as held:           # stands in for a second sweep process working on alpha=0.5
+        assert held
+        with run_lock(held_root) as again:      # a separate open file: flock refuses it, as it would another process
+            assert not again
+        summary = execute(sweep, progress=lambda *_: None)
+        assert summary["busy"] == ["alpha=0.5__seed=0"] and summary["done"] == ["alpha=1.0__seed=0"]
+        assert not _calls(out, "alpha=0.5", 0)                      # not started beside the holder
+        sweep_file = tmp_path / "s.yaml"
+        sweep_file.write_text(f"cfg: digits.yaml\ngrid:\n  isl.gan.alpha: [0.5, 1.0]\ntool: {fake_tool}\n")
+        res = _load_tool("ablate").main(["--sweep", str(sweep_file), "--out", str(out), "--dry-run"])
+        assert res["states"] == {"alpha=0.5__seed=0": "running", "alpha=1.0__seed=0": "finished"}
+        assert "[running] alpha=0.5__seed=0" in capsys.readouterr().out
+    assert execute(sweep, progress=lambda *_: None)["done"] == ["alpha=0.5__seed=0"]   # released: it runs now
+
+
+@posix_only
+def test_a_killed_sweep_leaves_no_stale_lock(tmp_path):
+    import subprocess
+    import sys
+    from isl.experiments.sweep import is_running
+    run_root = tmp_path / "runs" / "a" / "seed=0"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from isl.experiments.sweep import run_lock\n"
+                               f"with run_lock(Path({str(run_root)!r})):\n    print('held', flush=True); time.sleep(60)\n"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert is_running(run_root)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not is_running(run_root)   # the operating system dropped the lock with the process

@@ -10,7 +10,10 @@ Layout of a sweep folder <out>:
     logs/<combo>__seed=<s>.log      stdout + stderr of every attempt of that run
     summary.json                    what ran, what was skipped, what failed
 
-A run is finished when a results.json exists below its folder: finished runs are skipped (resumable). A run
+A run is finished when a results.json exists below its folder: finished runs are skipped (resumable). While a
+sweep process works on a run it holds an exclusive lock on <out>/runs/<combo>/seed=<s>/.lock (POSIX flock: the
+operating system drops it when the process ends, so a killed sweep leaves no stale lock); a second sweep over the
+same folder skips that run as "busy" instead of training it twice into the same folder. A run
 that exits non-zero or writes no results.json is tried once more, then reported as failed; the sweep goes on
 with the others. For train_isl / train_baseline an attempt continues a checkpoint left by an earlier attempt
 (`--resume auto`); an attempt after a failed resume starts afresh.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from contextlib import contextmanager
+from typing import Iterator
 import os
 import re
 import subprocess
@@ -30,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no guard against two sweeps over one folder
+    fcntl = None
 
 from isl.cli import baseline_data_base
 from isl.config import ConfigError, load_config, resolve_config_path
@@ -238,10 +248,47 @@ def _last_epoch(run_root: Path) -> int | None:
     return last
 
 
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def run_lock(run_root: Path) -> Iterator[bool]:
+    """Hold the run's exclusive lock for the duration of the block; yields False (and holds nothing) when another
+    process holds it. The lock is released when the file is closed or the process dies."""
+    if fcntl is None:
+        yield True
+        return
+    run_root.mkdir(parents=True, exist_ok=True)
+    with open(run_root / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:   # BlockingIOError: held by another process
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_running(run_root: Path) -> bool:
+    """Whether another process holds the run's lock now (a sweep is training it)."""
+    if fcntl is None or not (run_root / LOCK_NAME).is_file():
+        return False
+    with open(run_root / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None, int | None]:
     """Where one (combination, seed) stands: ("finished", wall time in s, epochs trained) as its results.json
-    records them (None where absent), ("resumable", None, the last epoch it logged) when an earlier attempt left
-    a checkpoint, or ("to run", None, None)."""
+    records them (None where absent), ("running", None, the last epoch it logged) while another sweep process
+    holds its lock, ("resumable", None, the last epoch it logged) when an earlier attempt left a checkpoint, or
+    ("to run", None, None)."""
     run_root = Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}"
     results = finished_results(run_root)
     if results:
@@ -252,6 +299,8 @@ def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None, int | Non
         seconds, epochs = record.get("wall_time_s"), record.get("epochs")
         return ("finished", float(seconds) if isinstance(seconds, (int, float)) else None,
                 epochs if isinstance(epochs, int) else None)
+    if is_running(run_root):
+        return "running", None, _last_epoch(run_root)
     if run_root.is_dir() and any(run_root.rglob("checkpoints/last.pt")):
         return "resumable", None, _last_epoch(run_root)
     return "to run", None, None
@@ -264,7 +313,7 @@ def _mean(xs: list[float]) -> float | None:
 def plan(sweep: Sweep, specs: list[RunSpec], workers: int = 1) -> dict[str, Any]:
     """The state of every run and an estimate of the time the unfinished ones need: the mean wall time of the
     finished runs of the same combination (else of all finished runs), for a resumable run times the share of
-    the epochs it has left (its last logged epoch against the finished runs' epochs), divided among `workers`
+    the epochs it has left (its last logged epoch against the finished runs' epochs; a running one likewise), divided among `workers`
     (a planning number: parallel runs on shared cores each take longer)."""
     states = {spec.label: run_state(sweep, spec) for spec in specs}
     times: dict[str, list[float]] = {}
@@ -288,9 +337,9 @@ def plan(sweep: Sweep, specs: list[RunSpec], workers: int = 1) -> dict[str, Any]
             unknown += 1
             continue
         total = _mean(epochs.get(spec.name) or every_epochs)
-        left = 1.0 if state != "resumable" or not done or not total else max(0.0, 1.0 - done / total)
+        left = 1.0 if state == "to run" or not done or not total else max(0.0, 1.0 - done / total)
         estimate += seconds * left
-    counts = {k: sum(1 for s, _, _ in states.values() if s == k) for k in ("finished", "resumable", "to run")}
+    counts = {k: sum(1 for s, _, _ in states.values() if s == k) for k in ("finished", "running", "resumable", "to run")}
     return {"states": {label: state for label, (state, _, _) in states.items()}, "counts": counts,
             "estimate_s": estimate / max(1, workers), "unestimated": unknown}
 
@@ -309,11 +358,23 @@ def _attempt(cmd: list[str], log_path: Path, env: dict, timeout: float | None, a
 
 def run_one(sweep: Sweep, spec: RunSpec, env: dict, data_root: str | None = None,
             timeout: float | None = None, attempts: int = 2) -> dict[str, Any]:
-    """Run one (combination, seed) unless finished; retry once. Returns its summary entry."""
-    out = Path(sweep.out)
-    run_root = out / "runs" / spec.name / f"seed={spec.seed}"
+    """Run one (combination, seed) unless finished or held by another sweep process ("busy"); retry once.
+    Returns its summary entry."""
+    run_root = Path(sweep.out) / "runs" / spec.name / f"seed={spec.seed}"
     entry = {"run": spec.label, "combo": dict(spec.combo), "seed": spec.seed, "run_root": str(run_root)}
     done = finished_results(run_root)
+    if done:
+        return {**entry, "status": "skipped", "results": str(done)}
+    with run_lock(run_root) as held:
+        if not held:
+            return {**entry, "status": "busy"}
+        return _run_attempts(sweep, spec, entry, run_root, env, data_root, timeout, attempts)
+
+
+def _run_attempts(sweep: Sweep, spec: RunSpec, entry: dict[str, Any], run_root: Path, env: dict,
+                  data_root: str | None, timeout: float | None, attempts: int) -> dict[str, Any]:
+    out = Path(sweep.out)
+    done = finished_results(run_root)   # another sweep may have finished it between the first check and the lock
     if done:
         return {**entry, "status": "skipped", "results": str(done)}
     log_path = out / "logs" / f"{spec.label}.log"
@@ -375,7 +436,7 @@ def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeou
             threads_per_run: int = 0, progress=print, only: list[str] | None = None) -> dict[str, Any]:
     """Validate, then run every (combination, seed) with `workers` parallel processes (only the variants named
     in `only`, in that order, when given). Returns the summary {"runs": [...], "done", "retried", "skipped",
-    "failed"} (also written to <out>/summary.json)."""
+    "busy", "failed"} (also written to <out>/summary.json)."""
     specs = select_variants(expand(sweep.grid, sweep.seeds, sweep.variants, sweep.variant_cfgs), sweep.variants, only)
     validate(sweep, specs)
     tool_command(sweep.tool)
@@ -396,6 +457,6 @@ def execute(sweep: Sweep, workers: int = 1, data_root: str | None = None, timeou
     order = {s.label: i for i, s in enumerate(specs)}
     entries.sort(key=lambda e: order[e["run"]])
     summary = {"runs": entries, **{k: [e["run"] for e in entries if e["status"] == k]
-                                   for k in ("done", "retried", "skipped", "failed")}}
+                                   for k in ("done", "retried", "skipped", "busy", "failed")}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

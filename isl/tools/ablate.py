@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
         for spec in specs:
             print(f"[{status['states'][spec.label]}]", spec.label, " ".join(spec.overrides(sweep.fixed)))
         counts = status["counts"]
-        print(f"{len(specs)} runs -> {sweep.out}: {counts['finished']} finished, {counts['resumable']} resumable "
-              f"(an earlier attempt left a checkpoint), {counts['to run']} to run")
+        print(f"{len(specs)} runs -> {sweep.out}: {counts['finished']} finished, "
+              + (f"{counts['running']} running (another sweep process holds its lock), " if counts["running"] else "")
+              + f"{counts['resumable']} resumable (an earlier attempt left a checkpoint), {counts['to run']} to run")
         if counts["finished"] < len(specs):
             hours = status["estimate_s"] / 3600
             print(f"estimate for the unfinished runs: {hours:.1f} h with {workers} worker(s), from the wall times of "
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
         print("no finished runs yet: nothing to tabulate")
     if summary:
         print(f"done {len(summary['done'])}, retried {len(summary['retried'])}, skipped (already finished) "
-              f"{len(summary['skipped'])}, failed {len(summary['failed'])}")
+              f"{len(summary['skipped'])}, "
+              + (f"busy (another sweep process is running it) {len(summary['busy'])}, " if summary["busy"] else "")
+              + f"failed {len(summary['failed'])}")
         for entry in summary["runs"]:
             if entry["status"] == "failed":
                 print(f"FAILED {entry['run']} (exit {entry['returncode']}), log: {entry['log']}")
