@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import itertools
 import json
-from contextlib import contextmanager
-from typing import Iterator
 import os
 import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -275,13 +274,8 @@ def is_running(run_root: Path) -> bool:
     """Whether another process holds the run's lock now (a sweep is training it)."""
     if fcntl is None or not (run_root / LOCK_NAME).is_file():
         return False
-    with open(run_root / LOCK_NAME, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    with run_lock(run_root) as held:
+        return not held
 
 
 def run_state(sweep: Sweep, spec: RunSpec) -> tuple[str, float | None, int | None]:
@@ -312,9 +306,9 @@ def _mean(xs: list[float]) -> float | None:
 
 def plan(sweep: Sweep, specs: list[RunSpec], workers: int = 1) -> dict[str, Any]:
     """The state of every run and an estimate of the time the unfinished ones need: the mean wall time of the
-    finished runs of the same combination (else of all finished runs), for a resumable run times the share of
-    the epochs it has left (its last logged epoch against the finished runs' epochs; a running one likewise), divided among `workers`
-    (a planning number: parallel runs on shared cores each take longer)."""
+    finished runs of the same combination (else of all finished runs), for a running or resumable run times the
+    share of the epochs it has left (its last logged epoch against the finished runs' epochs), divided among
+    `workers` (a planning number: parallel runs on shared cores each take longer)."""
     states = {spec.label: run_state(sweep, spec) for spec in specs}
     times: dict[str, list[float]] = {}
     epochs: dict[str, list[float]] = {}
