@@ -216,3 +216,56 @@ def test_paired_differences_against_a_loop():
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_reference("knn")
     assert parse_reference("method=isl, isl.gan.stop=auc") == {"method": "isl", "isl.gan.stop": "auc"}
+
+
+def _holm_by_definition(p):
+    """Holm from its definition: the k-th smallest p times (m - k + 1), made monotone, capped at 1."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    m = len(p)
+    return [max(min(1.0, (m - j) * p[order[j]]) for j in range(order.index(i) + 1)) for i in range(m)]
+
+
+def _bh_by_definition(p):
+    """Benjamini-Hochberg from its definition: min over k >= rank(i) of m p_(k) / k, capped at 1."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    m = len(p)
+    return [min(min(1.0, m * p[order[k]] / (k + 1)) for k in range(order.index(i), m)) for i in range(m)]
+
+
+@pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2], [0.5], [0.02, 0.02, 0.9, 0.001, 0.3], [0.6, 0.7, 0.8]])
+def test_adjust_p_against_the_definitions(p):
+    from isl.experiments.collect import adjust_p
+    assert adjust_p(p, "holm") == pytest.approx(_holm_by_definition(p))
+    assert adjust_p(p, "bh") == pytest.approx(_bh_by_definition(p))
+    assert adjust_p(p, "none") == p
+    assert all(a >= b for a, b in zip(adjust_p(p, "holm"), p))          # a correction never lowers a p-value
+
+
+def test_adjust_p_leaves_undefined_p_values_out_of_the_count():
+    from isl.experiments.collect import adjust_p
+    got = adjust_p([0.01, math.nan, 0.04], "holm")
+    assert math.isnan(got[1]) and got[0] == pytest.approx(0.02) and got[2] == pytest.approx(0.04)
+    assert all(math.isnan(v) for v in adjust_p([math.nan, math.nan], "bh"))
+    with pytest.raises(ValueError, match="holm, bh"):
+        adjust_p([0.1], "bonferroni")
+
+
+def test_paired_p_adjust_corrects_within_each_round():
+    """The family is the groups compared with the reference: per round when matched by round."""
+    from isl.experiments.collect import adjust_p, paired_differences, paired_table, parse_reference
+    rows = []
+    for seed in range(3):
+        for rnd in (1, 2):
+            rows.append({"variant": "knn", "seed": seed, "round": rnd, "nmi": 0.5})
+            for k, variant in enumerate(("a", "b", "c")):
+                rows.append({"variant": variant, "seed": seed, "round": rnd,
+                             "nmi": 0.5 + 0.01 * (k + rnd) + 0.003 * seed * (k + 1)})
+    groups = paired_differences(rows, ["variant", "round"], parse_reference("variant=knn"), ["nmi"],
+                                match=("round",), p_adjust="holm")
+    for rnd in (1, 2):
+        family = [g for g in groups if g["round"] == rnd]
+        assert len(family) == 3
+        assert [g["nmi_p_adj"] for g in family] == pytest.approx(adjust_p([g["nmi_p"] for g in family], "holm"))
+    assert "Holm" in paired_table(groups, ["variant", "round"], ["nmi"], "holm")
+    plain = paired_differences(rows, ["variant", "round"], parse_reference("variant=knn"), ["nmi"], match=("round",))
+    assert "nmi_p_adj" not in plain[0] and "Holm" not in paired_table(plain, ["variant", "round"], ["nmi"])

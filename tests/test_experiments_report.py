@@ -286,3 +286,8 @@ def test_paired_section_compares_each_seed_with_its_reference_run(tmp_path):
     assert (tmp_path / "rep" / "paired.csv").is_file() and (tmp_path / "rep" / "paired_rounds.csv").is_file()
     with pytest.raises(ConfigError, match="matches no run"):
         _report().main([str(tmp_path / "runs"), "--paired", "variant=npid", "--out", str(tmp_path / "rep2")])
+    res = _report().main([str(tmp_path / "runs"), "--group-by", "variant", "--paired", "variant=knn", "--by-round",
+                          "--p-adjust", "holm", "--out", str(tmp_path / "rep3")])
+    assert "Holm = the p-value after Holm's correction" in Path(res["markdown"]).read_text()
+    for name in ("paired.csv", "paired_rounds.csv"):
+        assert "nmi_p_adj" in (tmp_path / "rep3" / name).read_text().splitlines()[0]

@@ -294,7 +294,7 @@ def _matches(row: dict, ref: dict[str, str]) -> bool:
 
 
 def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, str], metrics: Sequence[str],
-                       match: Sequence[str] = ()) -> list[dict[str, Any]]:
+                       match: Sequence[str] = (), p_adjust: str = "none") -> list[dict[str, Any]]:
     """Per group of `by`, the differences between each run's metrics and those of the reference run of the same
     seed (and the same values of `match`, e.g. round), summarised as mean ± sample std over the pairs, with
     <m>_wins = how many pairs are above the reference and <m>_p = the two-sided paired t-test p-value (the
@@ -302,7 +302,8 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
     split and the initial encoder, and mining variants also share round 0 (the same training before any mining;
     NPID does not), so paired differences show what the seed spread of each mean hides. Groups without a paired
     seed are left out; a seed with several reference runs is an error (say which runs to compare with a narrower
-    reference)."""
+    reference). With `p_adjust` ("holm" or "bh", see `adjust_p`) each <m>_p_adj corrects <m>_p for the number of
+    groups compared with the reference (within each value of `match`: one family per round)."""
     reference: dict[tuple, dict] = {}
     for row in rows:
         if _matches(row, ref):
@@ -332,6 +333,46 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
             group[f"{m}_wins"] = sum(d > 0 for d in deltas)
             group[f"{m}_p"] = paired_t_p(group[f"{m}_mean"], group[f"{m}_std"], group[f"{m}_pairs"])
         out.append(group)
+    if p_adjust != "none":
+        families: dict[tuple, list[dict]] = {}
+        for group in out:
+            families.setdefault(tuple(_hashable(group.get(k)) for k in match), []).append(group)
+        for family in families.values():
+            for m in metrics:
+                for group, p in zip(family, adjust_p([g[f"{m}_p"] for g in family], p_adjust)):
+                    group[f"{m}_p_adj"] = p
+    return out
+
+
+P_ADJUST = ("none", "holm", "bh")
+P_ADJUST_TITLES = {"holm": "Holm", "bh": "BH"}
+
+
+def adjust_p(p_values: Sequence[float], method: str) -> list[float]:
+    """p-values corrected for testing them together; NaN entries stay NaN and do not count as tests. holm: Holm's
+    step-down correction (controls the chance of any false positive among the tests; sorted ascending, the k-th
+    smallest p becomes max over j <= k of min(1, (m - j + 1) p_(j))). bh: Benjamini-Hochberg (controls the expected
+    share of false positives; scipy.stats.false_discovery_control)."""
+    if method not in P_ADJUST:
+        raise ValueError(f"p-value correction {method!r}: choose one of {', '.join(P_ADJUST)}")
+    if method == "none":
+        return [float(p) for p in p_values]
+    finite = [i for i, p in enumerate(p_values) if math.isfinite(p)]
+    out = [math.nan] * len(p_values)
+    if not finite:
+        return out
+    values = [float(p_values[i]) for i in finite]
+    if method == "holm":
+        order = sorted(range(len(values)), key=values.__getitem__)
+        adjusted, running = [0.0] * len(values), 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (len(values) - rank) * values[i]))
+            adjusted[i] = running
+    else:
+        from scipy.stats import false_discovery_control
+        adjusted = [float(p) for p in false_discovery_control(values, method="bh")]
+    for i, p in zip(finite, adjusted):
+        out[i] = p
     return out
 
 
@@ -345,8 +386,10 @@ def paired_t_p(mean: float, std: float, n: int) -> float:
     return float(2 * t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
 
 
-def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -> str:
-    """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs, paired t-test p)."""
+def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str], p_adjust: str = "none") -> str:
+    """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs, paired t-test p,
+    and the corrected p labelled by its method when `p_adjust` is not "none")."""
+    adjusted_title = P_ADJUST_TITLES.get(p_adjust, p_adjust)
     names = short_names([k for k in by if "." in k])
     header = [names.get(k, k) for k in by] + ["seeds"] + [f"Δ {METRIC_TITLES.get(m, m)}" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -358,8 +401,9 @@ def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[st
                 cells.append("–")
                 continue
             text = f"{mean:+.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
-            p = g[f"{m}_p"]
-            cells.append(f"{text} ({g[f'{m}_wins']}/{n}" + (f", p {p:.2f})" if math.isfinite(p) else ")"))
+            p, p_adj = g[f"{m}_p"], g.get(f"{m}_p_adj", math.nan)
+            cells.append(f"{text} ({g[f'{m}_wins']}/{n}" + (f", p {p:.2f}" if math.isfinite(p) else "")
+                         + (f", {adjusted_title} {p_adj:.2f}" if math.isfinite(p_adj) else "") + ")")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add tables of each group's differences from the reference runs KEY=VALUE (e.g. "
                         "variant=knn, method=knn_mining) of the same seed, mean ± std over seeds with how many seeds "
                         "are above it and the paired t-test p-value; with --by-round, per round too")
+    p.add_argument("--p-adjust", default="none", choices=("none", "holm", "bh"),
+                   help="with --paired, also give each p-value corrected for the number of groups compared with "
+                        "the reference (per round with --by-round): holm (Holm's step-down, any false positive) "
+                        "or bh (Benjamini-Hochberg, the share of false positives); default none")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -147,7 +151,17 @@ def per_round_rows(rows: list[dict]) -> list[dict]:
             for scores in round_scores(read_metrics(row["run_dir"]))]
 
 
-def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bool, assets: Path) -> str:
+# the sentence the paired tables' introduction gains with --p-adjust
+ADJUSTED_NOTE = {
+    "holm": " Holm = the p-value after Holm's correction for the number of rows compared with the reference in the "
+            "table (per round in the per-round table): read it when you ask whether any of them differs.",
+    "bh": " BH = the p-value after the Benjamini-Hochberg correction for the number of rows compared with the "
+          "reference in the table (per round in the per-round table).",
+}
+
+
+def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bool, assets: Path,
+                   p_adjust: str = "none") -> str:
     """Each group's differences from the reference runs of the same seed (`collect.paired_differences`): final
     scores, and with `by_round` the scores at the end of every round."""
     from isl.experiments.collect import (METRICS, ROUND_METRICS, paired_differences, paired_table, parse_reference,
@@ -157,30 +171,30 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
         ref = parse_reference(reference)
         metrics = [m for m in METRICS if m not in ("wall_time_s", "d_auc", "fresh_d_auc")]
         metrics += present_selection_metrics(rows)
-        groups = paired_differences(rows, by, ref, metrics)
+        groups = paired_differences(rows, by, ref, metrics, p_adjust=p_adjust)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     name = ",".join(f"{k}={v}" for k, v in ref.items())
-    write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics
-                                                                   for s in ("mean", "std", "wins", "pairs", "p"))])
+    stats = ("mean", "std", "wins", "pairs", "p", *(("p_adj",) if p_adjust != "none" else ()))
+    write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics for s in stats)])
     text = [f"## Paired by seed against {name}\n",
             f"Each run minus the {name} run of the same seed (same split and initial encoder; mining variants also "
             "share round 0), mean "
             "± sample std over the seeds both have, and (seeds above it / seeds paired, p = the two-sided paired "
             "t-test p-value, given from 2 pairs). The seed spread of the means above mixes the seeds' common ups "
             "and downs into every row; these differences do not. With 3 seeds only a large, steady difference gets "
-            "a small p.\n",
-            paired_table(groups, by, metrics)]
+            "a small p." + ADJUSTED_NOTE.get(p_adjust, "") + "\n",
+            paired_table(groups, by, metrics, p_adjust)]
     if by_round:
         per_round = per_round_rows(rows)
         round_metrics = [*ROUND_METRICS, *present_selection_metrics(per_round)]
-        round_groups = paired_differences(per_round, [*by, "round"], ref, round_metrics, match=("round",))
+        round_groups = paired_differences(per_round, [*by, "round"], ref, round_metrics, match=("round",),
+                                          p_adjust=p_adjust)
         write_csv(assets / "paired_rounds.csv", round_groups,
-                  [*by, "round", "n", "seeds", *(f"{m}_{s}" for m in round_metrics
-                                                 for s in ("mean", "std", "wins", "pairs", "p"))])
+                  [*by, "round", "n", "seeds", *(f"{m}_{s}" for m in round_metrics for s in stats)])
         text += [f"The same at the end of each round (round r of a run against round r of the {name} run of its "
                  "seed; mining variants share round 0, the same training, so their round-0 differences are zero).\n",
-                 paired_table(round_groups, [*by, "round"], round_metrics)]
+                 paired_table(round_groups, [*by, "round"], round_metrics, p_adjust)]
     return "\n".join(text)
 
 
@@ -294,7 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
         md_path.write_text(f"# {args.title}\n")
     sections = [published_section(published)] if published else []
     sections += [by_round_section(rows, by, assets)] if args.by_round and args.paths else []
-    sections += [paired_section(rows, by, args.paired, args.by_round, assets)] if args.paired and args.paths else []
+    sections += ([paired_section(rows, by, args.paired, args.by_round, assets, args.p_adjust)]
+                 if args.paired and args.paths else [])
     sections += [curves_section(r, assets, md_path.parent) for r in args.curves]
     sections += [tsne_section(c, assets, md_path.parent, args) for c in args.tsne]
     sections += [confusion_section(c, assets, md_path.parent, args) for c in args.confusion]
