@@ -246,6 +246,9 @@ def test_adjust_p_leaves_undefined_p_values_out_of_the_count():
     got = adjust_p([0.01, math.nan, 0.04], "holm")
     assert math.isnan(got[1]) and got[0] == pytest.approx(0.02) and got[2] == pytest.approx(0.04)
     assert all(math.isnan(v) for v in adjust_p([math.nan, math.nan], "bh"))
+    got = adjust_p([0.04, math.nan, 0.01, 0.03], "bh")                  # NaN kept in place, not counted
+    assert math.isnan(got[1]) and [got[0], got[2], got[3]] == pytest.approx(_bh_by_definition([0.04, 0.01, 0.03]))
+    assert adjust_p([], "holm") == [] and adjust_p([], "bh") == []
     with pytest.raises(ValueError, match="holm, bh"):
         adjust_p([0.1], "bonferroni")
 

@@ -389,7 +389,7 @@ def paired_t_p(mean: float, std: float, n: int) -> float:
 def paired_table(groups: Sequence[dict], by: Sequence[str], metrics: Sequence[str], p_adjust: str = "none") -> str:
     """Markdown of `paired_differences`: per metric, the mean difference ± std and (wins/pairs, paired t-test p,
     and the corrected p labelled by its method when `p_adjust` is not "none")."""
-    adjusted_title = P_ADJUST_TITLES.get(p_adjust, p_adjust)
+    adjusted_title = P_ADJUST_TITLES.get(p_adjust)
     names = short_names([k for k in by if "." in k])
     header = [names.get(k, k) for k in by] + ["seeds"] + [f"Δ {METRIC_TITLES.get(m, m)}" for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from isl.cli import run_cli
 from isl.config import ConfigError
-from isl.experiments.collect import archive_runs, collect, load_published, write_csv
+from isl.experiments.collect import P_ADJUST, archive_runs, collect, load_published, write_csv
 from isl.experiments.grouping import default_group_by, pooled_differences, relevant_only
 from isl.experiments.summary import write_summary
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add tables of each group's differences from the reference runs KEY=VALUE (e.g. "
                         "variant=knn, method=knn_mining) of the same seed, mean ± std over seeds with how many seeds "
                         "are above it and the paired t-test p-value; with --by-round, per round too")
-    p.add_argument("--p-adjust", default="none", choices=("none", "holm", "bh"),
+    p.add_argument("--p-adjust", default="none", choices=P_ADJUST,
                    help="with --paired, also give each p-value corrected for the number of groups compared with "
                         "the reference (per round with --by-round): holm (Holm's step-down, any false positive) "
                         "or bh (Benjamini-Hochberg, the share of false positives); default none")
@@ -153,10 +153,10 @@ def per_round_rows(rows: list[dict]) -> list[dict]:
 
 # the sentence the paired tables' introduction gains with --p-adjust
 ADJUSTED_NOTE = {
-    "holm": " Holm = the p-value after Holm's correction for the number of rows compared with the reference in the "
-            "table (per round in the per-round table): read it when you ask whether any of them differs.",
-    "bh": " BH = the p-value after the Benjamini-Hochberg correction for the number of rows compared with the "
-          "reference in the table (per round in the per-round table).",
+    "holm": " Holm = the p-value after Holm's correction for the number of rows with a p-value in the table (per "
+            "round in the per-round table): read it when you ask whether any of them differs.",
+    "bh": " BH = the p-value after the Benjamini-Hochberg correction for the number of rows with a p-value in the "
+          "table (per round in the per-round table).",
 }
 
 
@@ -175,7 +175,7 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     name = ",".join(f"{k}={v}" for k, v in ref.items())
-    stats = ("mean", "std", "wins", "pairs", "p", *(("p_adj",) if p_adjust != "none" else ()))
+    stats = ["mean", "std", "wins", "pairs", "p"] + (["p_adj"] if p_adjust != "none" else [])
     write_csv(assets / "paired.csv", groups, [*by, "n", "seeds", *(f"{m}_{s}" for m in metrics for s in stats)])
     text = [f"## Paired by seed against {name}\n",
             f"Each run minus the {name} run of the same seed (same split and initial encoder; mining variants also "
