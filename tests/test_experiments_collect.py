@@ -272,3 +272,37 @@ def test_paired_p_adjust_corrects_within_each_round():
     assert "Holm" in paired_table(groups, ["variant", "round"], ["nmi"], "holm")
     plain = paired_differences(rows, ["variant", "round"], parse_reference("variant=knn"), ["nmi"], match=("round",))
     assert "nmi_p_adj" not in plain[0] and "Holm" not in paired_table(plain, ["variant", "round"], ["nmi"])
+
+
+def test_paired_p_family_table_corrects_every_p_value_together():
+    """p_family="table": one family over all groups, metrics and rounds, each p-value corrected by the same pooled
+    Holm / BH as a direct call on the flat list; "metric" keeps one family per metric and round."""
+    from isl.experiments.collect import adjust_p, paired_differences, parse_reference
+    rows = []
+    for seed in range(3):
+        for rnd in (1, 2):
+            rows.append({"variant": "knn", "seed": seed, "round": rnd, "nmi": 0.5, "acc": 0.6})
+            for k, variant in enumerate(("a", "b")):
+                rows.append({"variant": variant, "seed": seed, "round": rnd,
+                             "nmi": 0.5 + 0.01 * (k + rnd) + 0.003 * seed * (k + 1),
+                             "acc": 0.6 - 0.02 * k + 0.005 * seed * (rnd + k) + (0.01 if seed == 1 else 0)})
+    ref, metrics = parse_reference("variant=knn"), ["nmi", "acc"]
+    for method in ("holm", "bh"):
+        pooled = paired_differences(rows, ["variant", "round"], ref, metrics, match=("round",), p_adjust=method,
+                                    p_family="table")
+        flat = [(g, m) for g in pooled for m in metrics]
+        assert len(flat) == 8
+        expected = adjust_p([g[f"{m}_p"] for g, m in flat], method)
+        assert [g[f"{m}_p_adj"] for g, m in flat] == pytest.approx(expected)
+        per_metric = paired_differences(rows, ["variant", "round"], ref, metrics, match=("round",), p_adjust=method)
+        for m in metrics:
+            for rnd in (1, 2):
+                family = [g for g in per_metric if g["round"] == rnd]
+                assert [g[f"{m}_p_adj"] for g in family] == pytest.approx(adjust_p([g[f"{m}_p"] for g in family],
+                                                                                    method))
+    holm_table = paired_differences(rows, ["variant", "round"], ref, metrics, match=("round",), p_adjust="holm",
+                                    p_family="table")
+    holm_metric = paired_differences(rows, ["variant", "round"], ref, metrics, match=("round",), p_adjust="holm")
+    assert all(t[f"{m}_p_adj"] >= s[f"{m}_p_adj"] for t, s in zip(holm_table, holm_metric) for m in metrics)
+    with pytest.raises(ValueError, match="metric, table"):
+        paired_differences(rows, ["variant"], ref, metrics, match=("round",), p_adjust="holm", p_family="round")

@@ -3,6 +3,7 @@ time, pair precision), the bar chart, sweep folders grouped by their swept keys,
 import importlib
 import json
 import statistics
+import re
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,11 @@ def test_paired_section_compares_each_seed_with_its_reference_run(tmp_path):
     assert "Holm = the p-value after Holm's correction" in Path(res["markdown"]).read_text()
     for name in ("paired.csv", "paired_rounds.csv"):
         assert "nmi_p_adj" in (tmp_path / "rep3" / name).read_text().splitlines()[0]
+    res = _report().main([str(tmp_path / "runs"), "--group-by", "variant", "--paired", "variant=knn", "--by-round",
+                          "--p-adjust", "holm", "--p-family", "table", "--out", str(tmp_path / "rep4")])
+    assert "correction for every p-value in its table" in Path(res["markdown"]).read_text()
+    with pytest.raises(ConfigError, match="give --paired KEY=VALUE with --p-adjust"):
+        _report().main([str(tmp_path / "runs"), "--p-adjust", "holm", "--out", str(tmp_path / "rep5")])
+    with pytest.raises(ConfigError, match=re.escape("--p-adjust holm|bh with --p-family")):
+        _report().main([str(tmp_path / "runs"), "--paired", "variant=knn", "--p-family", "table",
+                        "--out", str(tmp_path / "rep6")])

@@ -294,7 +294,8 @@ def _matches(row: dict, ref: dict[str, str]) -> bool:
 
 
 def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, str], metrics: Sequence[str],
-                       match: Sequence[str] = (), p_adjust: str = "none") -> list[dict[str, Any]]:
+                       match: Sequence[str] = (), p_adjust: str = "none",
+                       p_family: str = "metric") -> list[dict[str, Any]]:
     """Per group of `by`, the differences between each run's metrics and those of the reference run of the same
     seed (and the same values of `match`, e.g. round), summarised as mean ± sample std over the pairs, with
     <m>_wins = how many pairs are above the reference and <m>_p = the two-sided paired t-test p-value (the
@@ -302,8 +303,12 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
     split and the initial encoder, and mining variants also share round 0 (the same training before any mining;
     NPID does not), so paired differences show what the seed spread of each mean hides. Groups without a paired
     seed are left out; a seed with several reference runs is an error (say which runs to compare with a narrower
-    reference). With `p_adjust` ("holm" or "bh", see `adjust_p`) each <m>_p_adj corrects <m>_p for the number of
-    groups compared with the reference (within each value of `match`: one family per round)."""
+    reference). With `p_adjust` ("holm" or "bh", see `adjust_p`) each <m>_p_adj corrects <m>_p for the other tests of
+    its family: with `p_family` "metric" the groups compared with the reference on that metric (within each value of
+    `match`: one family per metric and round), with "table" every p-value returned (all groups, metrics and values
+    of `match` together: the correction for asking whether anything in the table differs)."""
+    if p_family not in P_FAMILY:
+        raise ValueError(f"p-value family {p_family!r}: choose one of {', '.join(P_FAMILY)}")
     reference: dict[tuple, dict] = {}
     for row in rows:
         if _matches(row, ref):
@@ -334,17 +339,19 @@ def paired_differences(rows: Sequence[dict], by: Sequence[str], ref: dict[str, s
             group[f"{m}_p"] = paired_t_p(group[f"{m}_mean"], group[f"{m}_std"], group[f"{m}_pairs"])
         out.append(group)
     if p_adjust != "none":
-        families: dict[tuple, list[dict]] = {}
+        families: dict[tuple, list[tuple[dict, str]]] = {}
         for group in out:
-            families.setdefault(tuple(_hashable(group.get(k)) for k in match), []).append(group)
-        for family in families.values():
             for m in metrics:
-                for group, p in zip(family, adjust_p([g[f"{m}_p"] for g in family], p_adjust)):
-                    group[f"{m}_p_adj"] = p
+                key = () if p_family == "table" else (m, *(_hashable(group.get(k)) for k in match))
+                families.setdefault(key, []).append((group, m))
+        for family in families.values():
+            for (group, m), p in zip(family, adjust_p([g[f"{m}_p"] for g, m in family], p_adjust)):
+                group[f"{m}_p_adj"] = p
     return out
 
 
 P_ADJUST = ("none", "holm", "bh")
+P_FAMILY = ("metric", "table")
 P_ADJUST_TITLES = {"holm": "Holm", "bh": "BH"}
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from isl.cli import run_cli
 from isl.config import ConfigError
-from isl.experiments.collect import P_ADJUST, archive_runs, collect, load_published, write_csv
+from isl.experiments.collect import P_ADJUST, P_FAMILY, archive_runs, collect, load_published, write_csv
 from isl.experiments.grouping import default_group_by, pooled_differences, relevant_only
 from isl.experiments.summary import write_summary
 
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --paired, also give each p-value corrected for the number of groups compared with "
                         "the reference (per round with --by-round): holm (Holm's step-down, any false positive) "
                         "or bh (Benjamini-Hochberg, the share of false positives); default none")
+    p.add_argument("--p-family", default="metric", choices=P_FAMILY,
+                   help="with --p-adjust, which p-values are corrected together: metric (the rows of one metric, "
+                        "per round with --by-round; default) or table (every p-value of a table: all rows, metrics "
+                        "and rounds, the stricter question whether anything in it differs)")
     p.add_argument("--curves", action="append", default=[], metavar="RUN_DIR",
                    help="per-round ISL curves and table from this run's metrics.jsonl")
     p.add_argument("--tsne", action="append", default=[], metavar="CKPT",
@@ -151,17 +155,20 @@ def per_round_rows(rows: list[dict]) -> list[dict]:
             for scores in round_scores(read_metrics(row["run_dir"]))]
 
 
-# the sentence the paired tables' introduction gains with --p-adjust
+# the sentence the paired tables' introduction gains with --p-adjust, and its family with --p-family
 ADJUSTED_NOTE = {
-    "holm": " Holm = the p-value after Holm's correction for the number of rows with a p-value in the table (per "
-            "round in the per-round table): read it when you ask whether any of them differs.",
-    "bh": " BH = the p-value after the Benjamini-Hochberg correction for the number of rows with a p-value in the "
-          "table (per round in the per-round table).",
+    "holm": " Holm = the p-value after Holm's correction for {family}: read it when you ask whether any of them "
+            "differs.",
+    "bh": " BH = the p-value after the Benjamini-Hochberg correction for {family}.",
+}
+FAMILY_NOTE = {
+    "metric": "the number of rows with a p-value in its column (per round in the per-round table)",
+    "table": "every p-value in its table (all rows, columns and rounds together)",
 }
 
 
 def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bool, assets: Path,
-                   p_adjust: str = "none") -> str:
+                   p_adjust: str = "none", p_family: str = "metric") -> str:
     """Each group's differences from the reference runs of the same seed (`collect.paired_differences`): final
     scores, and with `by_round` the scores at the end of every round."""
     from isl.experiments.collect import (METRICS, ROUND_METRICS, paired_differences, paired_table, parse_reference,
@@ -171,7 +178,7 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
         ref = parse_reference(reference)
         metrics = [m for m in METRICS if m not in ("wall_time_s", "d_auc", "fresh_d_auc")]
         metrics += present_selection_metrics(rows)
-        groups = paired_differences(rows, by, ref, metrics, p_adjust=p_adjust)
+        groups = paired_differences(rows, by, ref, metrics, p_adjust=p_adjust, p_family=p_family)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     name = ",".join(f"{k}={v}" for k, v in ref.items())
@@ -183,13 +190,13 @@ def paired_section(rows: list[dict], by: list[str], reference: str, by_round: bo
             "± sample std over the seeds both have, and (seeds above it / seeds paired, p = the two-sided paired "
             "t-test p-value, given from 2 pairs). The seed spread of the means above mixes the seeds' common ups "
             "and downs into every row; these differences do not. With 3 seeds only a large, steady difference gets "
-            "a small p." + ADJUSTED_NOTE.get(p_adjust, "") + "\n",
+            "a small p." + ADJUSTED_NOTE.get(p_adjust, "").format(family=FAMILY_NOTE[p_family]) + "\n",
             paired_table(groups, by, metrics, p_adjust)]
     if by_round:
         per_round = per_round_rows(rows)
         round_metrics = [*ROUND_METRICS, *present_selection_metrics(per_round)]
         round_groups = paired_differences(per_round, [*by, "round"], ref, round_metrics, match=("round",),
-                                          p_adjust=p_adjust)
+                                          p_adjust=p_adjust, p_family=p_family)
         write_csv(assets / "paired_rounds.csv", round_groups,
                   [*by, "round", "n", "seeds", *(f"{m}_{s}" for m in round_metrics for s in stats)])
         text += [f"The same at the end of each round (round r of a run against round r of the {name} run of its "
@@ -266,6 +273,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if not (args.paths or args.raw_pixels or args.published or args.curves or args.tsne or args.confusion):
         raise ConfigError("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
+    if args.p_adjust != "none" and not args.paired or args.p_family != "metric" and args.p_adjust == "none":
+        raise ConfigError("--p-adjust corrects the p-values of --paired tables, and --p-family says how; give "
+                          "--paired KEY=VALUE with --p-adjust, and --p-adjust holm|bh with --p-family")
     missing = [p for p in [*args.paths, *args.curves, *args.tsne, *args.confusion, *args.published]
                if not Path(p).exists()]
     if missing:
@@ -308,7 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
         md_path.write_text(f"# {args.title}\n")
     sections = [published_section(published)] if published else []
     sections += [by_round_section(rows, by, assets)] if args.by_round and args.paths else []
-    sections += ([paired_section(rows, by, args.paired, args.by_round, assets, args.p_adjust)]
+    sections += ([paired_section(rows, by, args.paired, args.by_round, assets, args.p_adjust,
+                                   args.p_family)]
                  if args.paired and args.paths else [])
     sections += [curves_section(r, assets, md_path.parent) for r in args.curves]
     sections += [tsne_section(c, assets, md_path.parent, args) for c in args.tsne]
