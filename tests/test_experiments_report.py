@@ -2,8 +2,8 @@
 time, pair precision), the bar chart, sweep folders grouped by their swept keys, and per-round curves."""
 import importlib
 import json
-import statistics
 import re
+import statistics
 from pathlib import Path
 
 import pytest

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if not (args.paths or args.raw_pixels or args.published or args.curves or args.tsne or args.confusion):
         raise ConfigError("give run directories to compare, or --raw-pixels / --curves / --tsne / --confusion")
-    if args.p_adjust != "none" and not args.paired or args.p_family != "metric" and args.p_adjust == "none":
+    if (args.p_adjust != "none" and not args.paired) or (args.p_family != "metric" and args.p_adjust == "none"):
         raise ConfigError("--p-adjust corrects the p-values of --paired tables, and --p-family says how; give "
                           "--paired KEY=VALUE with --p-adjust, and --p-adjust holm|bh with --p-family")
     missing = [p for p in [*args.paths, *args.curves, *args.tsne, *args.confusion, *args.published]
