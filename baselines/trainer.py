@@ -30,7 +30,7 @@ from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_g
                              init_distributed, local_share, per_rank_batch, shard_loader, world_size, wrap_model)
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
-from isl.rundir import RunDir
+from isl.rundir import RunDir, count_resumes, read_metrics, resume_record
 from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model,
                           held_out_summary, learning_rate, stop_on_divergence)
 
@@ -246,6 +246,7 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
         s.load_state_dict(state)
         run.rewind_metrics(state)  # records logged after this checkpoint are redone, not repeated
         log.info("resumed from %s at epoch %d", resume, s.progress.epoch)
+        run.log_metrics(resume_record(resume, epoch=s.progress.epoch, elapsed_s=round(s.progress.elapsed, 1)))
     p, b = s.progress, cfg.baseline
     started, elapsed0, resumed = time.perf_counter(), p.elapsed, resume is not None
     last_eval: dict = {}
@@ -279,6 +280,7 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
     results = {**last_eval, "method": f"baseline:{b.loss}", "loss": b.loss, "miner": b.miner,
                "sampler": b.sampler, "experiment": cfg.experiment, "dataset": cfg.data.name, "seed": cfg.seed,
                "epochs": p.epoch, "wall_time_s": round(elapsed0 + time.perf_counter() - started, 1),
+               "resumes": count_resumes(read_metrics(run.path)) if is_main() else None,
                "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path), "world_size": world_size()}
     if is_main():
         run.write_results(results)

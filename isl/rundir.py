@@ -1,7 +1,7 @@
 """Run directories: runs/<experiment>/<timestamp>/ with the resolved config, parseable logs and curves.
 
-Contents: config.yaml (resolved, frozen), metrics.jsonl (one JSON object per line: every epoch record and
-every evaluation), results.json (the final metrics), run.log (stdlib logging), TensorBoard event files, and
+Contents: config.yaml (resolved, frozen), metrics.jsonl (one JSON object per line: every epoch record,
+every evaluation and every resume), results.json (the final metrics), run.log (stdlib logging), TensorBoard event files, and
 checkpoints/. Each finished run also appends one row to runs/<experiment>/results.csv. Metrics are keys,
 never parts of file names.
 """
@@ -218,6 +218,18 @@ class RunDir:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def resume_record(checkpoint: str | Path, **where: Any) -> dict[str, Any]:
+    """The metrics.jsonl record a trainer logs right after resuming: the checkpoint and where the run stood
+    (`where` keys are prefixed with `at_`, e.g. at_round, at_epoch, at_elapsed_s). It follows the checkpoint's
+    records, so a resume that dies before its next checkpoint is rewound away with the rest of that attempt."""
+    return {"stage": "resume", "checkpoint": str(checkpoint), **{f"at_{k}": v for k, v in where.items()}}
+
+
+def count_resumes(records: list[dict[str, Any]]) -> int:
+    """How many resumes a run's metrics.jsonl records (results.json's `resumes`)."""
+    return sum(1 for r in records if r.get("stage") == "resume")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from .objective_chunked import ChunkedISLLoss
 from .objective_fused import FusedISLLoss
 from .positives import PositiveSets
 from .progress import tqdm
-from .rundir import RunDir, read_metrics
+from .rundir import RunDir, count_resumes, read_metrics, resume_record
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
 from .strategies import STRATEGIES, Strategy
@@ -453,6 +453,8 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
         s.load_state_dict(state)
         run.rewind_metrics(state)  # records logged after this checkpoint are redone, not repeated
         log.info("resumed from %s at %s", resume, s.progress)
+        p = s.progress  # the resume itself is part of the run's record (results.json counts them)
+        run.log_metrics(resume_record(resume, round=p.round, stage=p.stage, elapsed_s=round(p.elapsed, 1)))
     save, last_eval = Checkpointer(s, run, stop_after), {}
     with stop_on_divergence(run):
         while s.progress.stage != "done":
@@ -471,14 +473,15 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
     p.elapsed = save.elapsed0 + time.perf_counter() - save.started
     results = None
     if is_main():
-        passes = [r["sec_per_pass"] for r in read_metrics(run.path) if r.get("stage") == "mining"]
+        records = read_metrics(run.path)
+        passes = [r["sec_per_pass"] for r in records if r.get("stage") == "mining"]
         results = {**last_eval, "method": s.strategy.method, "experiment": cfg.experiment, "dataset": cfg.data.name,
                    "mining_sec_per_pass": sum(passes) / len(passes) if passes else None,
                    "peak_memory_mb": round(peak_memory_mb(), 1), "num_train": len(s.train_set),
                    "seed": cfg.seed, "pairs": s.positives.num_pairs(),
                    "pair_precision": pair_precision(s.positives, s.labels), **s.positives.coverage(s.labels),
                    "epochs": p.total_encoder_epochs,
-                   "wall_time_s": round(p.elapsed, 1), "cluster_on": cfg.eval.cluster_on,
+                   "wall_time_s": round(p.elapsed, 1), "resumes": count_resumes(records), "cluster_on": cfg.eval.cluster_on,
                    "world_size": world_size(), **last_gan_diagnostics(run)}
         run.save_checkpoint(s.state_dict())
         run.write_results(results)

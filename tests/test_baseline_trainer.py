@@ -93,6 +93,9 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     b = load_checkpoint(rd.checkpoint_path)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["knn_acc"] == straight["knn_acc"]
+    assert resumed["resumes"] == 1 and straight["resumes"] == 0  # the resume is on record, where it stood too
+    from isl.rundir import read_metrics
+    assert [r.get("at_epoch") for r in read_metrics(rd.path) if r["stage"] == "resume"] == [1]
 
 
 def test_config_errors_are_clear(tmp_path):

@@ -93,7 +93,8 @@ def test_isl_resume_after_a_kill_between_record_and_checkpoint_repeats_no_record
     cfg = load_config("digits.yaml", tiny, output_root=str(tmp_path / "runs"))
 
     def steps(run):
-        return [(r["stage"], r.get("round"), r.get("epoch", r.get("pass"))) for r in read_metrics(run.path)]
+        return [(r["stage"], r.get("round"), r.get("epoch", r.get("pass"))) for r in read_metrics(run.path)
+                if r["stage"] != "resume"]
 
     full = RunDir.create(cfg, timestamp="full", enable_tensorboard=False)
     run_isl(cfg, full)
@@ -106,5 +107,10 @@ def test_isl_resume_after_a_kill_between_record_and_checkpoint_repeats_no_record
     assert steps(part) == steps(full) and len(set(steps(part))) == len(steps(part))
     run_isl(cfg, RunDir(part.path, enable_tensorboard=False), resume=part.checkpoint_path)  # a finished run
     assert steps(part) == steps(full)
+    resumes = [r for r in read_metrics(part.path) if r["stage"] == "resume"]  # both resumes are on record
+    assert [(r["at_round"], r["at_stage"]) for r in resumes] == [(1, "gan"), (1, "done")]
+    assert resumes[0]["checkpoint"] == str(part.checkpoint_path) and resumes[1]["at_elapsed_s"] > 0
+    assert json.loads((part.path / "results.json").read_text())["resumes"] == 2
+    assert json.loads((full.path / "results.json").read_text())["resumes"] == 0
     rows = read_rows(part.path.parent / "results.csv")
     assert sorted(r["run_dir"] for r in rows) == sorted([str(full.path), str(part.path)])
