@@ -1,8 +1,8 @@
 """Run directories: runs/<experiment>/<timestamp>/ with the resolved config, parseable logs and curves.
 
 Contents: config.yaml (resolved, frozen), metrics.jsonl (one JSON object per line: every epoch record,
-every evaluation and every resume), results.json (the final metrics), run.log (stdlib logging), TensorBoard event files, and
-checkpoints/. Each finished run also appends one row to runs/<experiment>/results.csv. Metrics are keys,
+every evaluation and every resume), results.json (the final metrics), run.log (stdlib logging), TensorBoard event
+files, and checkpoints/. Each finished run also appends one row to runs/<experiment>/results.csv. Metrics are keys,
 never parts of file names.
 """
 from __future__ import annotations

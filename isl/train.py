@@ -481,8 +481,8 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                    "seed": cfg.seed, "pairs": s.positives.num_pairs(),
                    "pair_precision": pair_precision(s.positives, s.labels), **s.positives.coverage(s.labels),
                    "epochs": p.total_encoder_epochs,
-                   "wall_time_s": round(p.elapsed, 1), "resumes": count_resumes(records), "cluster_on": cfg.eval.cluster_on,
-                   "world_size": world_size(), **last_gan_diagnostics(run)}
+                   "wall_time_s": round(p.elapsed, 1), "resumes": count_resumes(records),
+                   "cluster_on": cfg.eval.cluster_on, "world_size": world_size(), **last_gan_diagnostics(run)}
         run.save_checkpoint(s.state_dict())
         run.write_results(results)
         run.log_metrics({"stage": "final", **results})
