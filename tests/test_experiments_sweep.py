@@ -358,10 +358,6 @@ def test_dry_run_says_which_runs_are_finished_resumable_or_to_run_and_estimates_
     assert empty["counts"]["to run"] == 4 and empty["unestimated"] == 4 and empty["estimate_s"] == 0
 
 
-posix_only = pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="the run lock is a POSIX flock")
-
-
-@posix_only
 def test_a_run_another_sweep_holds_is_busy_not_trained_twice_and_dry_run_says_running(tmp_path, fake_tool, capsys):
     from isl.experiments.sweep import run_lock
     out = tmp_path / "sweep"
@@ -382,7 +378,6 @@ def test_a_run_another_sweep_holds_is_busy_not_trained_twice_and_dry_run_says_ru
     assert execute(sweep, progress=lambda *_: None)["done"] == ["alpha=0.5__seed=0"]   # released: it runs now
 
 
-@posix_only
 def test_a_killed_sweep_leaves_no_stale_lock(tmp_path):
     import subprocess
     import sys

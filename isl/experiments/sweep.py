@@ -11,8 +11,9 @@ Layout of a sweep folder <out>:
     summary.json                    what ran, what was skipped, what failed
 
 A run is finished when a results.json exists below its folder: finished runs are skipped (resumable). While a
-sweep process works on a run it holds an exclusive lock on <out>/runs/<combo>/seed=<s>/.lock (POSIX flock: the
-operating system drops it when the process ends, so a killed sweep leaves no stale lock); a second sweep over the
+sweep process works on a run it holds an exclusive lock on <out>/runs/<combo>/seed=<s>/.lock (filelock: flock on
+POSIX, msvcrt.locking on Windows; the operating system drops it when the process ends, so a killed sweep leaves no
+stale lock); a second sweep over the
 same folder skips that run as "busy" instead of training it twice into the same folder. A run
 that exits non-zero or writes no results.json is tried once more, then reported as failed; the sweep goes on
 with the others. For train_isl / train_baseline an attempt continues a checkpoint left by an earlier attempt
@@ -34,11 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so no guard against two sweeps over one folder
-    fcntl = None
+from filelock import FileLock, Timeout
 
 from isl.cli import baseline_data_base
 from isl.config import ConfigError, load_config, resolve_config_path
@@ -253,26 +250,24 @@ LOCK_NAME = ".lock"
 @contextmanager
 def run_lock(run_root: Path) -> Iterator[bool]:
     """Hold the run's exclusive lock for the duration of the block; yields False (and holds nothing) when another
-    process holds it. The lock is released when the file is closed or the process dies."""
-    if fcntl is None:
-        yield True
-        return
+    process (or another open of the lock file in this one) holds it. The operating system releases the lock when
+    the holder closes the file or dies, so a killed sweep leaves no stale lock."""
     run_root.mkdir(parents=True, exist_ok=True)
-    with open(run_root / LOCK_NAME, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:   # BlockingIOError: held by another process
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    lock = FileLock(run_root / LOCK_NAME, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:   # held elsewhere
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def is_running(run_root: Path) -> bool:
     """Whether another process holds the run's lock now (a sweep is training it)."""
-    if fcntl is None or not (run_root / LOCK_NAME).is_file():
+    if not (run_root / LOCK_NAME).is_file():
         return False
     with run_lock(run_root) as held:
         return not held
