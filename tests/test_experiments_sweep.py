@@ -326,7 +326,8 @@ def test_gan_mining_sweeps_validate(name):
                   variants=spec["variants"])
     specs = expand(sweep.grid, sweep.seeds, sweep.variants)
     validate(sweep, specs)
-    assert len(specs) == 36
+    assert len(specs) == 3 * 13   # 3 seeds x 13 variants
+    assert "gan_directed" in sweep.variants   # the growth-rate row of the GAN issue
 
 
 def test_dry_run_says_which_runs_are_finished_resumable_or_to_run_and_estimates_the_rest(tmp_path, capsys):
