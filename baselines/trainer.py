@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from isl.amp import autocast, check_amp, grad_scaler, to_memory_format
+from isl.amp import autocast, grad_scaler, resolve_precision, to_memory_format
 from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set
 from isl.checkpoint import (RNG_KEYS, check_fields, check_format, check_keys, load_checkpoint, load_module_state,
                             load_optimizer_state, rng_state, seed_everything, set_rng_state)
@@ -30,6 +30,8 @@ from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_g
                              init_distributed, local_share, per_rank_batch, shard_loader, world_size, wrap_model)
 from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
 from isl.eval import extract_features
+from isl.hardware import tune_allocator
+from isl.progress import PROGRESS, epoch_line
 from isl.rundir import RunDir, count_resumes, read_metrics, resume_record
 from isl.training import (NonFiniteLossError, check_finite_state, check_same_config, evaluate_model,
                           held_out_summary, learning_rate, stop_on_divergence)
@@ -102,9 +104,11 @@ class BaselineRun:
             raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
                               "supervised baselines need labels: set data.train_split to a labelled split")
         self.num_classes = DATASETS[cfg.data.name].num_classes
-        check_amp(cfg.train.amp, device)
-        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
-        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
+        if device.type == "cpu":
+            tune_allocator()  # large temporaries reused, not page-faulted in every step (isl/hardware.py)
+        self.precision = resolve_precision(cfg.train.amp, cfg.train.channels_last, device)  # the autos decided
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), self.precision.channels_last)
+        self.scaler = grad_scaler(device, self.precision.amp)  # fp16 only; bf16 / off: a disabled pass-through
         per_rank_batch(cfg.train.batch_size)  # under torchrun: the global batch must split evenly over ranks
         # the encoder's training forward: DistributedDataParallel under torchrun, the model itself otherwise
         self.model, self.train_model = wrap_model(self.model, cfg.train.sync_bn, device)
@@ -189,13 +193,14 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
     s.model.train()
     augment_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 17)
     total, steps, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+    images_seen = 0
     for images, labels, _ in s.train_loader(epoch):
         if s.augment is not None:
             images = s.augment(images, augment_gen)  # B x 1 x 8 x 8
             images, labels = local_share(images, labels)  # torchrun: this rank's B/W of the augmented batch
         images, labels = images.to(device, non_blocking=True), labels.to(device)
-        with autocast(device, cfg.train.amp):  # only the encoder; the miner and the loss run in float32
-            embeddings = s.train_model(to_memory_format(images, cfg.train.channels_last))
+        with autocast(device, s.precision.amp):  # only the encoder; the miner and the loss run in float32
+            embeddings = s.train_model(to_memory_format(images, s.precision.channels_last))
         # torchrun: the miner and the loss see the global batch (every rank computes the same loss)
         embeddings = all_gather_with_grad(embeddings.float())  # B x d, unit norm
         (labels,) = all_gather_batch(labels)
@@ -215,10 +220,12 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
         s.scaler.step(s.optimizer)
         s.scaler.update()
         total += loss.detach().double().cpu()
-        steps += 1
+        steps, images_seen = steps + 1, images_seen + len(images)
         if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:
             break
-    return {"loss": float(total / max(steps, 1)), "steps": steps, "sec_per_epoch": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {"loss": float(total / max(steps, 1)), "steps": steps, "sec_per_epoch": seconds,
+            "images_per_s": images_seen / seconds}
 
 
 def refresh_from_embeddings(s: BaselineRun, epoch: int, resumed: bool) -> None:
@@ -263,6 +270,8 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
             check_finite_state({"model": s.model, "loss": s.loss}, f"after epoch {p.epoch}",
                                "lower optim.lr or baseline.loss_lr, or check baseline.loss_kwargs")
             record = {"stage": "baseline", "loss_name": b.loss, "epoch": p.epoch, "lr": lr, **stats}
+            log.info(epoch_line(b.loss, p.epoch, b.epochs, {"loss": stats["loss"]}, stats["images_per_s"],
+                                stats["sec_per_epoch"], b.epochs - p.epoch), extra=PROGRESS)
             if p.epoch % cfg.train.eval_every == 0 or p.epoch == b.epochs:
                 last_eval = broadcast_object(evaluate_model(s.model, s.bank_loader, s.query_loader, cfg, device)
                                              if is_main() else None)
@@ -281,7 +290,8 @@ def run_baseline(cfg: Config, run: RunDir, resume: str | Path | None = None) -> 
                "sampler": b.sampler, "experiment": cfg.experiment, "dataset": cfg.data.name, "seed": cfg.seed,
                "epochs": p.epoch, "wall_time_s": round(elapsed0 + time.perf_counter() - started, 1),
                "resumes": count_resumes(read_metrics(run.path)) if is_main() else None,
-               "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path), "world_size": world_size()}
+               "cluster_on": cfg.eval.cluster_on, "run_dir": str(run.path), "world_size": world_size(),
+               **s.precision.as_dict()}
     if is_main():
         run.write_results(results)
         run.log_metrics({"stage": "final", **results})

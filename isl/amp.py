@@ -1,4 +1,9 @@
-"""Mixed precision for the encoder (`train.amp: off | bf16 | fp16`) and the channels_last layout.
+"""Mixed precision for the encoder (`train.amp: auto | off | bf16 | fp16`) and the channels_last layout.
+
+`resolve_precision` turns the config's `auto`s into what a run uses (results.json records it): bf16 where the
+device multiplies bf16 natively (isl/hardware.py: AMX / AVX512-BF16 CPUs, CUDA from Ampere on), float32
+elsewhere, where emulated bf16 is slower than float32; channels_last for the conv encoders on CPU (oneDNN's
+convolutions are faster in it in float32 and bf16: docs/scale.md) and on CUDA under amp (tensor cores).
 
 Only the encoder's forward runs under autocast. Everything whose range or accumulation matters stays in
 float32 outside it: the features are cast back (`f.float()`) before they meet the memory bank, so the bank
@@ -11,13 +16,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 
 import torch
 
 from .config import ConfigError
+from .hardware import native_bf16
 
-AMP_MODES = ("off", "bf16", "fp16")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+CHANNELS_LAST_MODES = ("auto", "on", "off")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a run computes in: `amp` (off | bf16 | fp16, never auto) and whether channels_last is used."""
+
+    amp: str = "off"
+    channels_last: bool = False
+
+    def as_dict(self) -> dict:
+        return {"amp": self.amp, "channels_last": self.channels_last}
 
 
 @functools.cache
@@ -31,11 +50,25 @@ def _autocast_works(device_type: str, dtype: torch.dtype) -> bool:
         return False
 
 
+def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Precision:
+    """train.amp and train.channels_last with their `auto`s decided for `device` (checked by `check_amp`)."""
+    if amp == "auto":
+        amp = "bf16" if native_bf16(device) and _autocast_works(device.type, torch.bfloat16) else "off"
+    check_amp(amp, device)
+    if channels_last not in CHANNELS_LAST_MODES:
+        raise ConfigError(f"train.channels_last={channels_last!r} is not one of {', '.join(CHANNELS_LAST_MODES)}")
+    if channels_last == "auto":  # every encoder of isl.models is convolutional
+        on = device.type == "cpu" or (device.type == "cuda" and amp != "off")
+    else:
+        on = channels_last == "on"
+    return Precision(amp, on)
+
+
 def check_amp(mode: str, device: torch.device) -> None:
     """A ConfigError when `mode` is unknown or this device cannot autocast to it."""
     if mode not in AMP_MODES:
         raise ConfigError(f"train.amp={mode!r} is not one of {', '.join(AMP_MODES)}")
-    if mode != "off" and not _autocast_works(device.type, DTYPES[mode]):
+    if mode not in ("off", "auto") and not _autocast_works(device.type, DTYPES[mode]):
         raise ConfigError(f"train.amp={mode} is not supported by torch {torch.__version__} on {device.type}; "
                           f"use train.amp=bf16 or off on this device (fp16 needs CUDA here)")
 
@@ -44,6 +77,8 @@ def autocast(device: torch.device, mode: str):
     """torch.autocast to the configured dtype, or a null context for `off`."""
     if mode == "off":
         return contextlib.nullcontext()
+    if mode not in DTYPES:
+        raise ValueError(f"autocast needs a resolved mode (off | bf16 | fp16), got {mode!r}: see resolve_precision")
     return torch.autocast(device.type, dtype=DTYPES[mode])
 
 

@@ -77,9 +77,11 @@ class TrainConfig:
     batch_size: int = 128
     epochs_first: int = 200         # instance-discrimination epochs before the first mining round
     epochs_per_round: int = 200     # encoder epochs after each mining round
-    amp: str = "off"                # off | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); the bank,
-                                    # logits, objective, losses and GAN stay float32 (isl/amp.py)
-    channels_last: bool = False     # the encoder and its image batches in channels_last memory format (GPUs)
+    amp: str = "auto"               # auto | off | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); auto
+                                    # = bf16 where the device runs it natively (isl/hardware.py), else off; the
+                                    # bank, the objective, losses and GAN stay float32 (isl/amp.py)
+    channels_last: str = "auto"     # auto | on | off: the encoder and its image batches in channels_last memory
+                                    # format; auto = on for the conv encoders on CPU, and on CUDA under amp
     sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     eval_every: int = 10            # epochs between evaluations (and always at the end of a stage)
@@ -143,9 +145,13 @@ class ISLConfig:
     hard_positive_query: str = "feature"  # rank mined positives by f_i . v_j (ours) | bank_row: v_i . v_j (code)
     l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
-    fused_objective: bool = False   # the hand-derived fused forward/backward (isl/objective_fused.py), same values
+    fused_objective: bool = True    # the fused forward/backward (isl/objective_fused.py), same values as the plain
+                                    # form (false: isl/objective.py, the reference)
+    compile_objective: str = "auto"  # auto | on | off: the fused form's B x N pass through torch.compile; auto = on
+                                    # when B x N >= 2^22 (where the compile's ~20 s pays back), eager if it fails
     bank_chunk: int = 0             # >0: the objective over chunks of this many bank rows, never a B x N tensor
-                                    # (isl/objective_chunked.py; ImageNet-sized banks); 0: the plain B x N form
+                                    # (isl/objective_chunked.py; ImageNet-sized banks; fused_objective unused);
+                                    # 0: the B x N form
     gan: GANConfig = field(default_factory=GANConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
@@ -234,9 +240,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-# yaml 1.1 reads a bare `off` as false: these text keys take false as their "off" choice (train.amp used to be
-# a bool, so `amp: false` in older run directories loads too); true is refused by the choice check
-_FALSE_AS_TEXT = {"train.amp": "off"}
+# yaml 1.1 reads a bare `off` / `on` as false / true: these text keys take the booleans as their "off" / "on"
+# choices (train.amp and train.channels_last used to be bools, so older run directories load too); None: a
+# boolean true is refused (train.amp names a precision)
+_BOOL_AS_TEXT = {"train.amp": (None, "off"), "train.channels_last": ("on", "off")}
 
 
 class _KeyUpdates(dict):
@@ -258,11 +265,11 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{where} is a section; give it a mapping, got {value!r}")
             _merge(current, value, where + ".")
         else:
-            if isinstance(value, bool) and where in _FALSE_AS_TEXT:
-                if value:
+            if isinstance(value, bool) and where in _BOOL_AS_TEXT:
+                value = _BOOL_AS_TEXT[where][0 if value else 1]
+                if value is None:
                     raise ConfigError(f"{where} takes a name, not true; valid choices: see the comment of {where} "
-                                      f"in isl/config.py (train.amp: off | bf16 | fp16)")
-                value = _FALSE_AS_TEXT[where]
+                                      f"in isl/config.py (train.amp: auto | off | bf16 | fp16)")
             if isinstance(value, _KeyUpdates) and isinstance(current, dict):
                 value = {**current, **value}
             setattr(obj, key, _coerce(value, types[key], where))
@@ -543,10 +550,10 @@ def validate(c: Config) -> None:
     _choice(c.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(c.eval.cluster_on, ("all", "test", "train"), "eval.cluster_on")
     _choice(c.eval.backend, BACKENDS, "eval.backend")
-    from .amp import AMP_MODES
+    from .amp import AMP_MODES, CHANNELS_LAST_MODES
     _choice(c.train.amp, AMP_MODES, "train.amp")
-    _check(not (isl.bank_chunk and isl.fused_objective), "isl.bank_chunk > 0 (the chunked objective) and "
-           "isl.fused_objective are two forms of the same loss; choose one")
+    _choice(c.train.channels_last, CHANNELS_LAST_MODES, "train.channels_last")
+    _choice(isl.compile_objective, ("auto", "on", "off"), "isl.compile_objective")
     _check(c.data.image_size == 0 or (c.data.name == "fashion_mnist" and 8 <= c.data.image_size <= 64),
            f"data.image_size={c.data.image_size}: only fashion_mnist can be resized at load, to 8..64 pixels "
            "(0 keeps the native size)")

@@ -14,7 +14,8 @@ from p^hard, against the stated aim (hard positive enhancement), so we minimise 
 With P_i = {i} and lambda = 0, L1 is exactly instance discrimination (NPID): cross_entropy(logits, i).
 
 This module is the plain form, the reference: a dozen lines of log_softmax / logsumexp / KL that read like
-the formulas. `isl/objective_fused.py` holds an opt-in hand-derived fused forward/backward, tested equal to it.
+the formulas. `isl/objective_fused.py` holds the fused forward/backward the training uses by default
+(`isl.fused_objective`), tested equal to it.
 The single B x N bank matmul is the caller's (`MemoryBank.logits`) and is shared by L1 and L2; the hard
 positives need one more matmul, without gradient. tau has one owner: `ISLLoss.temperature`; the training step
 passes it to `MemoryBank.logits` and `hard_positive_logits`.
@@ -117,9 +118,17 @@ class ISLLoss(nn.Module):
 def hard_positive_logits(features: torch.Tensor, anchors: torch.Tensor, bank, positives, temperature: float,
                          mode: str = "least_similar", second_view: torch.Tensor | None = None,
                          similarities: torch.Tensor | None = None, chunk_size: int | None = None,
-                         query: str = "feature") -> tuple[torch.Tensor, torch.Tensor]:
-    """`hard_positive_features` against the bank: (hard_logits B x N, hard_valid B bool), no gradient."""
+                         query: str = "feature", dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hard_positive_features` against the bank: (hard_logits B x N, hard_valid B bool), no gradient.
+
+    dtype: the precision of the product (None: the features'). torch.bfloat16 multiplies bf16 inputs with float32
+    accumulation into bf16 logits, 2-4x faster where bf16 is native (isl/hardware.py); the logits are then within
+    2^-8 of their float32 values relative to their size, and L2, which reads them as float32, within 1e-3
+    (tests/test_objective.py states the measured tolerance). Used for L2's target only, never for logits that
+    carry a gradient."""
     hard, valid = hard_positive_features(features, anchors, bank, positives, mode, second_view, similarities, query)
+    if dtype is not None:
+        hard = hard.to(dtype)
     return bank.logits(hard, temperature, chunk_size=chunk_size), valid           # B x N, B
 
 

@@ -1,115 +1,149 @@
-"""The fused forward/backward of the ISL objective (opt-in: `isl.fused_objective: true`).
+"""The fused forward/backward of the ISL objective (`isl.fused_objective: true`, the default).
 
-Same values and gradients as `isl.objective.ISLLoss` (tested equal in tests/test_objective.py), computed
-in one pass over blocks of rows that stay in cache: both terms and the gradient of "loss" w.r.t. the logits
-(an autograd Function whose backward only hands that gradient on). Backpropagate "loss"; "l1" and "l2" are
-differentiable too, but their gradients are recomputed in backward.
+Same values and gradients as `isl.objective.ISLLoss`, the plain form (tested equal in tests/test_objective.py),
+computed from row scalars so that the B x N work is a few elementwise passes, the gradient of "loss" w.r.t.
+the logits s included (an autograd Function whose backward only hands that gradient on):
 
-    dL1_i/ds_ik = p_ik - [k in P_i] w_ik,  w_ik = p_ik / sum_{P_i} p ;   dL2_i/ds_ik = p_ik (log p_ik - log p^hard_ik - KL_i)
+    lse_i = logsumexp_k s_ik,  log p_ik = s_ik - lse_i,  d_ik = log p_ik - log p^hard_ik,  KL_i = sum_k p_ik d_ik
+    L1_i  = lse_i - logsumexp_{k in P_i} s_ik
+    dL/ds_ik = w1 (p_ik - [k in P_i] p_ik / sum_{P_i} p) + c_i p_ik (d_ik - KL_i)
+    (w1 = 1/B, the mean of L1; c_i = lambda [hard positive valid] / n_valid, the mean of L2)
+
+The B x N part (`bank_terms`) has no per-anchor set in it; the P_i part (a B x M gather and scatter) is done
+apart. With `compile=True` the B x N part goes through torch.compile, which fuses it into one or two passes
+over s and t (a C++ compiler on CPU, Triton on CUDA): measured on 2 CPU cores at N = 50,000, B = 256 it costs
+about what NPID's cross entropy does (tools/bench/isl_step.py). Where compiling fails (no compiler), the same
+function runs eagerly, after one warning. The hard logits t may come in bfloat16 (L2's target: no gradient
+flows into it; `hard_positive_logits(dtype=...)`): they are read as float32 inside the pass.
 """
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from .objective import ISLLoss
 
+log = logging.getLogger("isl")
 
-def _terms(s: torch.Tensor, t: torch.Tensor | None, pos_idx: torch.Tensor, pos_mask: torch.Tensor,
-           valid: torch.Tensor, w1: float | torch.Tensor, w2: float | torch.Tensor, block_rows: int,
-           want_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per-anchor L1_i, L2_i (B each) and, if want_grad, w1 dL1_i/ds + w2 [valid_i] dL2_i/ds summed (B x N).
 
-    s, t: B x N float32 logits (t = hard logits or None). Processed over blocks of rows so each B x N pass runs
-    in cache:  dL1_i/ds_ik = p_ik - [k in P_i] w_ik  with w_ik = p_ik / sum_{P_i} p ;
-               dL2_i/ds_ik = p_ik (log p_ik - log p^hard_ik - KL_i).
-    """
-    b = s.shape[0]
-    l1 = s.new_empty(b)                                                    # B
-    l2 = s.new_zeros(b)                                                    # B
-    grad = torch.empty_like(s) if want_grad else None                      # B x N
-    for r in range(0, b, block_rows):  # blocks of rows, not single samples
-        e = min(r + block_rows, b)
-        ls = torch.log_softmax(s[r:e], dim=1)                              # rows x N, log p
-        lp = ls.gather(1, pos_idx[r:e]).masked_fill_(~pos_mask[r:e], float("-inf"))  # rows x M
-        lse_pos = torch.logsumexp(lp, dim=1, keepdim=True)                 # rows x 1, log sum_{P_i} p
-        l1[r:e] = -lse_pos.squeeze(1)
-        if t is None and not want_grad:
-            continue
-        p = ls.exp()                                                       # rows x N
-        if t is not None:
-            d = ls.sub_(torch.log_softmax(t[r:e], dim=1))                  # rows x N, log p - log p^hard
-            kl = torch.bmm(p[:, None, :], d[:, :, None]).view(-1, 1)       # rows x 1
-            keep = valid[r:e, None].to(s.dtype)                            # rows x 1
-            l2[r:e] = (kl * keep).squeeze(1)
-        if want_grad:
-            g = grad[r:e]                                                  # rows x N (a view)
-            if t is not None:  # p (w1 + c (d - KL)) = p (bias + c d), c = w2 keep
-                c = keep * w2                                              # rows x 1
-                torch.addcmul(w1 - c * kl, d, c, out=g).mul_(p)
-            else:
-                torch.mul(p, w1, out=g)
-            g.scatter_add_(1, pos_idx[r:e], (lp - lse_pos).exp_().mul_(-w1))  # - w1 w_ik on P_i
-    return l1, l2, grad
+def bank_terms(s: torch.Tensor, t: torch.Tensor, w1: torch.Tensor,
+               c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The B x N part: (lse B x 1, KL B x 1, w1 p + c p (d - KL) B x N). s: B x N float32; t: B x N."""
+    lse = torch.logsumexp(s, dim=1, keepdim=True)                         # B x 1
+    log_p = s - lse                                                        # B x N
+    p = log_p.exp()                                                        # B x N
+    t = t.float()
+    d = log_p - (t - torch.logsumexp(t, dim=1, keepdim=True))              # B x N, log p - log p^hard
+    kl = (p * d).sum(dim=1, keepdim=True)                                  # B x 1
+    return lse, kl, p * (w1 + c * (d - kl))
+
+
+class _Compiled:
+    """`bank_terms` through torch.compile, built on first use; eager for good after a failed compile."""
+
+    def __init__(self) -> None:
+        self.fn = None
+        self.failed = False
+
+    def __call__(self, *args):
+        if self.failed:
+            return bank_terms(*args)
+        if self.fn is None:
+            self.fn = torch.compile(bank_terms, dynamic=False)
+        try:
+            return self.fn(*args)
+        except Exception as err:  # noqa: BLE001 (no compiler, an unsupported backend: any of them means eager)
+            self.failed = True
+            log.warning("torch.compile of the fused objective failed (%s: %s); running it eagerly (same values, "
+                        "slower). Set isl.compile_objective=off to skip the attempt", type(err).__name__,
+                        str(err).splitlines()[0] if str(err) else "")
+            return bank_terms(*args)
+
+
+COMPILED_BANK_TERMS = _Compiled()
+COMPILE_MIN_ELEMENTS = 2**22  # B x N from which `auto` compiles: ~4M logits, where the ~20 s compile pays back
+
+
+def use_compile(mode: str, lam: float, batch_logits: int, device: torch.device) -> bool:
+    """isl.compile_objective (auto | on | off) decided: auto = on for L2 (lambda > 0) over at least
+    COMPILE_MIN_ELEMENTS logits per step on a CPU or CUDA device."""
+    if mode != "auto":
+        return mode == "on"
+    return lam > 0 and batch_logits >= COMPILE_MIN_ELEMENTS and device.type in ("cpu", "cuda")
+
+
+def _fused(s, t, pos_idx, pos_mask, valid, w1, c, compile: bool):
+    """Per-anchor L1_i, KL_i (B each) and the gradient of w1 sum L1_i + sum c_i KL_i w.r.t. s (B x N)."""
+    lse, kl, grad = (COMPILED_BANK_TERMS if compile else bank_terms)(s, t, w1, c)
+    s_pos = s.gather(1, pos_idx).masked_fill(~pos_mask, float("-inf"))    # B x M, s_ik for k in P_i
+    lse_pos = torch.logsumexp(s_pos, dim=1, keepdim=True)                  # B x 1
+    grad.scatter_add_(1, pos_idx, (s_pos - lse_pos).exp().mul_(-w1))       # - w1 p_ik / sum_{P_i} p
+    return (lse - lse_pos).squeeze(1), kl.squeeze(1), grad
 
 
 class _ISLTerms(torch.autograd.Function):
-    """(logits, hard_logits | None, pos_idx, pos_mask, valid, lam) -> (L1 mean, L2 mean, L1 + lam L2).
+    """(logits, hard_logits, pos_idx, pos_mask, valid, lam) -> (L1 mean, L2 mean, L1 + lam L2).
 
-    The gradient of the third output is computed in forward, in the same in-cache pass as the values, so the
-    usual `terms["loss"].backward()` costs no further B x N pass. Gradients through the first two outputs are
+    The gradient of the third output is computed in forward, in the same pass as the values, so the usual
+    `terms["loss"].backward()` costs no further B x N pass. Gradients through the first two outputs are
     supported too (recomputed in backward, slower).
     """
 
     @staticmethod
-    def forward(ctx, logits, hard_logits, pos_idx, pos_mask, valid, lam, block_rows, want_grad, l2_over_batch):
+    def forward(ctx, logits, hard_logits, pos_idx, pos_mask, valid, lam, want_grad, l2_over_batch, compile):
         b = logits.shape[0]
-        s = logits.detach().float()
-        t = None if hard_logits is None else hard_logits.detach().float()
+        s, t = logits.detach().float(), hard_logits.detach()
         # L2's denominator ("n_valid"): the anchors with a hard positive, or the batch size (reference code)
         n_valid = s.new_tensor(float(b)) if l2_over_batch else valid.sum().clamp(min=1).to(s.dtype)
-        l1, l2, grad = _terms(s, t, pos_idx, pos_mask, valid, 1.0 / b, lam / n_valid, block_rows, want_grad)
+        keep = valid.to(s.dtype)[:, None]                                  # B x 1
+        w1, c = s.new_tensor(1.0 / b), keep * (lam / n_valid)
+        l1, kl, grad = _fused(s, t, pos_idx, pos_mask, valid, w1, c, compile)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(s, t, pos_idx, pos_mask, valid, n_valid)
-        ctx.grad, ctx.lam, ctx.block_rows, ctx.in_dtype = grad, lam, block_rows, logits.dtype
+        ctx.save_for_backward(s, t, pos_idx, pos_mask, valid, keep, n_valid)
+        ctx.grad, ctx.lam, ctx.compile, ctx.in_dtype = (grad if want_grad else None), lam, compile, logits.dtype
         # the mean is taken in nll_loss's summation order, so that P_i = {i} with lam = 0 reproduces
         # F.cross_entropy(logits, i) bit for bit (NPID); mathematically it is l1.mean()
         l1 = torch.nn.functional.nll_loss(-l1[:, None], torch.zeros(b, dtype=torch.int64, device=l1.device))
-        l2 = l2.sum() / n_valid
+        l2 = (kl * keep.squeeze(1)).sum() / n_valid
         return l1, l2, l1 + lam * l2
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g1, g2, g_loss):
-        s, t, pos_idx, pos_mask, valid, n_valid = ctx.saved_tensors
-        grad, zero = None, s.new_zeros(())
+        s, t, pos_idx, pos_mask, valid, keep, n_valid = ctx.saved_tensors
+        grad = None
         if g_loss is not None and ctx.grad is not None:  # the fast path: the gradient from forward, used once
             grad, ctx.grad = ctx.grad, None
             if not (g_loss.numel() == 1 and bool(g_loss == 1)):
                 grad.mul_(g_loss)
             g_loss = None
-        # the slow path (separate terms, or a second backward with retain_graph): recompute over the rows
+        # the slow path (separate terms, or a second backward with retain_graph): recompute with their weights
+        zero = s.new_zeros(())
         w1 = (zero if g1 is None else g1) + (zero if g_loss is None else g_loss)
         w2 = (zero if g2 is None else g2) + (zero if g_loss is None else g_loss * ctx.lam)
         if g1 is not None or g2 is not None or g_loss is not None:
-            extra = _terms(s, t, pos_idx, pos_mask, valid, w1 / s.shape[0], w2 / n_valid, ctx.block_rows)[2]
+            extra = _fused(s, t, pos_idx, pos_mask, valid, w1 / s.shape[0], keep * (w2 / n_valid), ctx.compile)[2]
             grad = extra if grad is None else grad.add_(extra)
         return None if grad is None else grad.to(ctx.in_dtype), None, None, None, None, None, None, None, None
 
 
 class FusedISLLoss(ISLLoss):
-    """`ISLLoss` with the hand-derived fused pass. block_rows: rows per block (a speed knob, no effect on
-    values; smaller blocks stay in cache, larger ones launch fewer parallel regions)."""
+    """`ISLLoss` with the fused pass (module docstring). compile: run its B x N part through torch.compile."""
 
     def __init__(self, temperature: float = 0.1, lam: float = 0.5, l2_mean: str = "valid",
-                 block_rows: int = 64) -> None:
+                 compile: bool = False) -> None:
         super().__init__(temperature, lam, l2_mean)
-        if block_rows < 1:
-            raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-        self.block_rows = int(block_rows)
+        self.compile = bool(compile)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, compile={self.compile}"
 
     def terms(self, logits, pos_idx, pos_mask, hard_logits, hard_valid):
+        if hard_logits is None:  # no L2 (NPID, lambda = 0): the plain form, F.cross_entropy bit for bit
+            return super().terms(logits, pos_idx, pos_mask, hard_logits, hard_valid)
         want_grad = logits.requires_grad and torch.is_grad_enabled()
-        l1, l2, loss = _ISLTerms.apply(logits, hard_logits, pos_idx, pos_mask, hard_valid, self.lam,
-                                       self.block_rows, want_grad, self.l2_mean == "batch")
+        l1, l2, loss = _ISLTerms.apply(logits, hard_logits, pos_idx, pos_mask, hard_valid, self.lam, want_grad,
+                                       self.l2_mean == "batch", self.compile)
         return {"l1": l1, "l2": l2, "loss": loss}

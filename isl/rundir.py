@@ -20,6 +20,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, dump_yaml
+from .progress import BarsShownFilter
 
 log = logging.getLogger("isl")
 
@@ -42,6 +43,7 @@ def setup_logging(path: Path | None = None, level: int = logging.INFO, console_l
     if console is None:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(fmt)
+        console.addFilter(BarsShownFilter())  # per-epoch progress lines only where no bar shows them
         console._isl_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
     if console_level is not None:

@@ -13,7 +13,7 @@ import time
 import torch
 from .progress import tqdm
 
-from .amp import autocast, to_memory_format
+from .amp import Precision, autocast, to_memory_format
 from .config import Config
 from .gan import Discriminator, discriminator_loss, gan_quality, gan_step
 from .memory_bank import MemoryBank
@@ -22,6 +22,10 @@ from .objective_chunked import ChunkedISLLoss
 from .positives import PositiveSets
 from .training import NonFiniteLossError
 from .triplets import anchor_features, build_triplets
+
+
+# under bf16 autocast, L2's target logits (no gradient) are computed from bf16 inputs too (isl.objective)
+TARGET_DTYPES = {"bf16": torch.bfloat16}
 
 
 def needs_second_view(cfg: Config, objective: ISLLoss) -> bool:
@@ -33,10 +37,10 @@ def needs_second_view(cfg: Config, objective: ISLLoss) -> bool:
 def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: PositiveSets, objective: ISLLoss,
                         cfg: Config, device: torch.device, desc: str = "encoder",
                         batch_views=None, scaler: torch.amp.GradScaler | None = None,
-                        gather=None) -> dict[str, float]:
+                        gather=None, precision: Precision = Precision()) -> dict[str, float]:
     """One epoch of L = L1 + lambda L2 over the memory bank, then the bank update after each step.
 
-    Only the encoder runs under `train.amp`; its features are cast to float32 before they meet the bank, so the
+    Only the encoder runs under `precision.amp` (train.amp resolved, isl.amp.resolve_precision); its features are cast to float32 before they meet the bank, so the
     logits, the objective and the bank stay float32. `scaler`: the fp16 GradScaler (None or disabled: plain
     backward and step). `gather(indices, features)`: under torchrun, every rank's (index, feature) pairs of
     this step (`isl.distributed.all_gather_batch`), so the bank update is the same on every rank.
@@ -51,14 +55,14 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
     second_view = needs_second_view(cfg, objective)
     model.train()
     sums = torch.zeros(3, dtype=torch.float64)  # l1, l2, loss
-    steps = 0
+    steps = images_seen = 0
     start = time.perf_counter()
     for images, _, indices in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2):
         images, indices = images.to(device, non_blocking=True), indices.to(device)
         if batch_views is not None:
             images = batch_views(images)
-        channels_last = cfg.train.channels_last
-        with autocast(device, cfg.train.amp):                            # images: B x V x C x H x W
+        channels_last = precision.channels_last
+        with autocast(device, precision.amp):                            # images: B x V x C x H x W
             f1 = model(to_memory_format(images[:, 0], channels_last)).float()  # B x d, view 1 trains
             f2 = None
             if second_view:  # view 2 is only a target: no autograd graph, no backward through it
@@ -73,7 +77,7 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
             terms = objective(f1, bank.bank, pos_idx, pos_mask, hard, hard_valid)
         else:
             terms = _bank_objective(objective, f1, f2, indices, bank, positives, pos_idx, pos_mask, isl,
-                                    check=steps == 0)
+                                    check=steps == 0, target_dtype=TARGET_DTYPES.get(precision.amp))
         loss = terms["loss"]                                            # l1 + lam * l2
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} (l1={terms['l1'].item()}, "
@@ -90,16 +94,19 @@ def train_encoder_epoch(model, optimizer, loader, bank: MemoryBank, positives: P
         all_idx, all_f = (indices, f1.detach()) if gather is None else gather(indices, f1.detach())  # global batch
         bank.update(all_idx, all_f)                                     # v_i <- norm(eta f_i + (1-eta) v_i)
         sums += torch.stack([terms["l1"].detach(), terms["l2"].detach(), loss.detach()]).double().cpu()
-        steps += 1
+        steps, images_seen = steps + 1, images_seen + len(indices)
         if cfg.train.max_steps_per_epoch and steps >= cfg.train.max_steps_per_epoch:
             break
     l1, l2, total = (sums / max(steps, 1)).tolist()
-    return {"l1": l1, "l2": l2, "loss": total, "steps": steps, "sec_per_epoch": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {"l1": l1, "l2": l2, "loss": total, "steps": steps, "sec_per_epoch": seconds,
+            "images_per_s": images_seen / seconds}
 
 
 def _bank_objective(objective, f1, f2, indices, bank: MemoryBank, positives: PositiveSets, pos_idx, pos_mask, isl,
-                    check: bool) -> dict[str, torch.Tensor]:
-    """L1 + lambda L2 from the B x N logits f . V^T / tau (the plain and the fused objective)."""
+                    check: bool, target_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """L1 + lambda L2 from the B x N logits f . V^T / tau (the plain and the fused objective). target_dtype: the
+    precision of the hard positive's logits (L2's target, no gradient; None = float32)."""
     logits = bank.logits(f1, objective.temperature)                                # B x N
     # hard positive: a mined member of P_i (its bank row), else the second augmented view of image i;
     # picked from this step's logits (same order as f . V), so no extra B x N matmul for the choice
@@ -107,7 +114,7 @@ def _bank_objective(objective, f1, f2, indices, bank: MemoryBank, positives: Pos
     if objective.lam > 0:
         hard_logits, hard_valid = hard_positive_logits(
             f1.detach(), indices, bank, positives, objective.temperature, isl.hard_positive,
-            second_view=f2, similarities=logits.detach(), query=isl.hard_positive_query)
+            second_view=f2, similarities=logits.detach(), query=isl.hard_positive_query, dtype=target_dtype)
     # value checks of pos_idx / pos_mask need a host sync: the first step of each epoch only
     return objective(logits, pos_idx, pos_mask, hard_logits, hard_valid, check=check)
 

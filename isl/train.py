@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .amp import check_amp, grad_scaler, to_memory_format
+from .amp import grad_scaler, resolve_precision, to_memory_format
 from .builders import build_encoder_from_config, build_eval_loaders, build_train_set
 from .checkpoint import (RNG_KEYS, CheckpointError, check_fields, check_format, check_keys, load_checkpoint,
                          load_module_state, load_optimizer_state, rng_state, seed_everything,
@@ -31,13 +31,14 @@ from .distributed import (all_gather_batch, broadcast_object, check_same, init_d
 from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
 from .experiments.collect import mining_diagnostics
 from .gan import Discriminator, EarlyStopping, Generator
+from .hardware import describe, tune_allocator
 from .memory_bank import MemoryBank
 from .mining import mine_knn, select_pairs
 from .objective import ISLLoss
 from .objective_chunked import ChunkedISLLoss
-from .objective_fused import FusedISLLoss
+from .objective_fused import FusedISLLoss, use_compile
 from .positives import PositiveSets
-from .progress import tqdm
+from .progress import PROGRESS, epoch_line, tqdm
 from .rundir import RunDir, count_resumes, read_metrics, resume_record
 from .stages import (fresh_discriminator_auc, gan_heldout, needs_second_view, pair_precision, train_encoder_epoch,
                      train_gan_epoch)
@@ -98,11 +99,18 @@ class ISLRun:
         # must also split evenly over the ranks
         per_rank_batch(cfg.train.batch_size)
         n = len(self.train_set)
+        if isinstance(self.objective, FusedISLLoss):  # torch.compile where the bank is large enough to repay it
+            self.objective.compile = use_compile(cfg.isl.compile_objective, lam, cfg.train.batch_size * n, device)
         self.labels = dataset_targets(self.train_set).to(device)
         self.bank_loader, self.query_loader = build_eval_loaders(cfg)
-        check_amp(cfg.train.amp, device)
-        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), cfg.train.channels_last)
-        self.scaler = grad_scaler(device, cfg.train.amp)  # fp16 only; bf16 / off: a disabled pass-through
+        if device.type == "cpu":
+            tune_allocator()  # B x N temporaries reused, not page-faulted in every step (isl/hardware.py)
+        self.precision = resolve_precision(cfg.train.amp, cfg.train.channels_last, device)  # the autos decided
+        log.info("%s: encoder in %s, channels_last %s", describe(device),
+                 "float32" if self.precision.amp == "off" else f"{self.precision.amp} autocast",
+                 "on" if self.precision.channels_last else "off")
+        self.model = to_memory_format(build_encoder_from_config(cfg).to(device), self.precision.channels_last)
+        self.scaler = grad_scaler(device, self.precision.amp)  # fp16 only; bf16 / off: a disabled pass-through
         # the encoder's training forward: DistributedDataParallel under torchrun, the model itself otherwise
         self.model, self.train_model = wrap_model(self.model, cfg.train.sync_bn, device)
         o = cfg.optim
@@ -276,9 +284,13 @@ def encoder_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> dict:
             torch.manual_seed(rank_seed(cfg.seed, p.total_encoder_epochs))
         stats = train_encoder_epoch(s.train_model, s.optimizer, s.train_loader(p.total_encoder_epochs), s.bank,
                                     s.positives, s.objective, cfg, s.device, desc=f"round {p.round} epoch {epoch}",
-                                    batch_views=s.batch_views, scaler=s.scaler,
+                                    batch_views=s.batch_views, scaler=s.scaler, precision=s.precision,
                                     gather=all_gather_batch if distributed else None)
         p.encoder_epochs, p.total_encoder_epochs = epoch + 1, p.total_encoder_epochs + 1
+        run_epochs = cfg.train.epochs_first + cfg.isl.rounds * cfg.train.epochs_per_round
+        losses = {"loss": stats["loss"], **({"l1": stats["l1"], "l2": stats["l2"]} if s.objective.lam else {})}
+        log.info(epoch_line(f"round {p.round} encoder", epoch + 1, n_epochs, losses, stats["images_per_s"],
+                            stats["sec_per_epoch"], run_epochs - p.total_encoder_epochs), extra=PROGRESS)
         record = {"stage": "encoder", "round": p.round, "epoch": epoch + 1, "global_epoch": p.total_encoder_epochs,
                   "lr": lr, **stats, "pairs": s.positives.num_pairs(),
                   "pair_precision": pair_precision(s.positives, s.labels)}
@@ -317,6 +329,7 @@ def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
     views = s.views_of_round()
     bar = tqdm(total=gan.max_epochs, initial=p.gan_epochs, desc=f"round {p.round} GAN", dynamic_ncols=True)
     while not gan_done(s):
+        t0 = time.perf_counter()
         v = epoch_views(views, p.gan_epochs)
         stats = train_gan_epoch(s.G, s.D, s.opt_g, s.opt_d, s.bank, s.positives, s.gan_train_anchors, s.cfg, s.rng,
                                 views=v)
@@ -329,6 +342,9 @@ def gan_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
                 s.gan_best = {"G": {k: v.clone() for k, v in s.G.state_dict().items()},
                               "D": {k: v.clone() for k, v in s.D.state_dict().items()}, "epoch": p.gan_epochs + 1}
         p.gan_epochs += 1
+        log.info("round %d GAN epoch %d/%d: d_loss %.4f g_loss %.4f held-out AUC %.3f | %.1f s/epoch", p.round,
+                 p.gan_epochs, gan.max_epochs, stats["d_loss"], stats["g_loss"], stats["heldout_auc"],
+                 time.perf_counter() - t0, extra=PROGRESS)
         run.log_metrics({"stage": "gan", "round": p.round, "epoch": p.gan_epochs, **stats},
                         step=(p.round - 1) * gan.max_epochs + p.gan_epochs, prefix="gan/")
         bar.update(1)
@@ -392,6 +408,8 @@ def mining_stage(s: ISLRun, run: RunDir, save: Checkpointer) -> None:
         p.mined_pairs += added
         p.mining_passes += 1
         bar.update(added)
+        log.info("round %d mining pass %d/%d: %d new pairs (%d of the quota %d) | %.1f s/pass", p.round,
+                 p.mining_passes, m.max_passes, added, p.mined_pairs, quota, time.perf_counter() - t0, extra=PROGRESS)
         stats = {"candidate_pairs": int(res.pairs_i.numel()), "accepted_anchors": res.num_accepted_anchors,
                  "capped_anchors": res.num_capped, **(res.diagnostics or {})}
         if res.scores is not None:
@@ -482,7 +500,8 @@ def run_isl(cfg: Config, run: RunDir, resume: str | Path | None = None, stop_aft
                    "pair_precision": pair_precision(s.positives, s.labels), **s.positives.coverage(s.labels),
                    "epochs": p.total_encoder_epochs,
                    "wall_time_s": round(p.elapsed, 1), "resumes": count_resumes(records),
-                   "cluster_on": cfg.eval.cluster_on, "world_size": world_size(), **last_gan_diagnostics(run)}
+                   "cluster_on": cfg.eval.cluster_on, "world_size": world_size(), **s.precision.as_dict(),
+                   **last_gan_diagnostics(run)}
         run.save_checkpoint(s.state_dict())
         run.write_results(results)
         run.log_metrics({"stage": "final", **results})

@@ -1,4 +1,4 @@
-"""Mixed precision (train.amp: off | bf16 | fp16) and channels_last on CPU: the encoder runs in the low
+"""Mixed precision (train.amp: auto | off | bf16 | fp16) and channels_last on CPU: the encoder runs in the low
 precision, the memory bank, the objective and the losses stay float32, fp16's GradScaler is checkpointed."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from isl.amp import _autocast_works, check_amp
+from isl.amp import Precision, _autocast_works, check_amp, resolve_precision
+from isl import hardware
 from isl.checkpoint import load_checkpoint
 from isl.config import ConfigError, load_config
 from isl.rundir import RunDir, read_metrics
@@ -76,9 +77,34 @@ def test_fp16_scaler_state_is_restored_on_resume(tmp_path):
 
 
 def test_bad_amp_values_are_one_line_errors():
-    with pytest.raises(ConfigError, match="not one of off, bf16, fp16"):
+    with pytest.raises(ConfigError, match="not one of auto, off, bf16, fp16"):
         load_config(None, ["train.amp=half"])
+    with pytest.raises(ConfigError, match="train.channels_last='fast' is not one of auto, on, off"):
+        load_config(None, ["train.channels_last=fast"])
     assert load_config(None, ["train.amp=off"]).train.amp == "off"  # yaml reads a bare off as false
+    # the bools older run directories hold (and yaml's bare on / off) name the choices
+    assert [load_config(None, [f"train.channels_last={v}"]).train.channels_last for v in ("true", "false", "on")] \
+        == ["on", "off", "on"]
+    assert load_config(None, []).train.amp == "auto" and load_config(None, []).train.channels_last == "auto"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_detected_hardware(monkeypatch, native):
+    """auto: bf16 autocast where the CPU has native bf16 (detected from its flags), float32 elsewhere; channels_last
+    on for the conv encoders on CPU; explicit choices are kept."""
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"} if native else {"avx2"}))
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", "auto", cpu) == Precision("bf16" if native else "off", True)
+    assert resolve_precision("off", "off", cpu) == Precision("off", False)
+    assert resolve_precision("bf16", "on", cpu) == Precision("bf16", True)
+    assert hardware.native_bf16(cpu) == native
+
+
+def test_results_record_the_precision_used(tmp_path):
+    cfg = _npid_cfg(tmp_path)
+    results = run_isl(cfg, RunDir.create(cfg, enable_tensorboard=False))
+    expected = resolve_precision("auto", "auto", torch.device("cpu"))
+    assert (results["amp"], results["channels_last"]) == (expected.amp, expected.channels_last)
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -64,7 +64,7 @@ def test_unknown_key_in_yaml_names_the_file(tmp_path):
     ("train.batch_size=1.5", "must be of type int"),
     ("train.amp=3", "must be of type str"),
     ("train.amp=true", "off | bf16 | fp16"),
-    ("train.amp=fp32", "not one of off, bf16, fp16"),
+    ("train.amp=fp32", "not one of auto, off, bf16, fp16"),
     ("isl=3", "is a section"),
     ("isl.mining.strategy=gann", "did you mean 'gan'"),
     ("isl.mining.radius=0", "radius"),

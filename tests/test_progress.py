@@ -35,3 +35,35 @@ def test_ablate_run_log_has_no_carriage_returns(tmp_path, monkeypatch):
     assert "INFO round 0 epoch 1" in text and "\r" not in text and "\x1b[" not in text
     (run_log,) = (out / "runs").rglob("run.log")
     assert "\r" not in run_log.read_text()
+
+
+def test_redirected_run_logs_a_line_per_epoch(tmp_path, monkeypatch):
+    """A run whose output goes to a file (nohup, a batch job) reports every encoder epoch, GAN epoch and mining
+    pass on stderr and in run.log, with images/s, time per epoch and an ETA; on a terminal the bars show them."""
+    import subprocess
+    from pathlib import Path
+    from test_train_isl import TINY
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in __import__("os").environ.items() if k != progress.ENV}
+    with open(tmp_path / "err.txt", "w") as err:
+        subprocess.run([sys.executable, str(root / "tools" / "train_isl.py"), "--cfg", "digits.yaml",
+                        "--output-root", str(tmp_path / "runs"), "--no-tensorboard", "--set", *TINY,
+                        "train.eval_every=100"], stdout=subprocess.DEVNULL, stderr=err, check=True, env=env)
+    text = (tmp_path / "err.txt").read_text()
+    for line in ("round 0 encoder epoch 1/2: loss", "round 0 encoder epoch 2/2:", "round 1 GAN epoch 1/2:",
+                 "round 1 mining pass 1/2:", "round 1 encoder epoch 1/1:"):
+        assert line in text, line
+    assert "images/s" in text and "s/epoch, ETA" in text and "\r" not in text
+    (run_log,) = (tmp_path / "runs").rglob("run.log")
+    assert run_log.read_text().count("encoder epoch") == 3
+
+
+def test_progress_lines_stay_off_the_console_while_bars_are_drawn(monkeypatch):
+    import logging
+    record = logging.LogRecord("isl", logging.INFO, __file__, 1, "round 0 encoder epoch 1/2", None, None)
+    record.progress = True
+    monkeypatch.setenv(progress.ENV, "on")
+    assert not progress.BarsShownFilter().filter(record)
+    monkeypatch.setenv(progress.ENV, "off")
+    assert progress.BarsShownFilter().filter(record)
+    assert progress.format_duration(754) == "12m34s" and progress.format_duration(7384) == "2h03m"
