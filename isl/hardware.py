@@ -8,13 +8,15 @@
   freed, so each B x N temporary of the objective (256 x 60,000 floats = 61 MB) is page-faulted in afresh on
   every step: measured here, that doubles the cost of a log_softmax over the bank and makes an NPID step 2x
   slower. Keeping such blocks in the heap (M_MMAP_MAX = 0, no trimming) lets them be reused. This is the
-  effect the PyTorch CPU tuning guide gets from jemalloc / tcmalloc, with nothing to install.
+  effect the PyTorch CPU tuning guide gets from jemalloc / tcmalloc, with nothing to install. The environment
+  variable ISL_MALLOC_TUNING=off leaves the allocator as it is (tools/bench/throughput.py's `before` row).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+import os
 import platform
 from pathlib import Path
 
@@ -79,7 +81,7 @@ def describe(device: torch.device) -> str:
 @functools.cache
 def tune_allocator() -> bool:
     """Keep large freed blocks in the heap for reuse (glibc only; elsewhere nothing changes). True if applied."""
-    if platform.system() != "Linux":
+    if platform.system() != "Linux" or os.environ.get("ISL_MALLOC_TUNING", "on").lower() == "off":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

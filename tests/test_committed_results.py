@@ -32,6 +32,10 @@ AUTO_MEANT_FAISS_BEFORE = "20261203-100505"
 def _same(key: str, old, new, run_folder: str) -> bool:
     if key == "train.amp" and old is False:  # a bool before the amp modes (isl/config.py reads false as "off")
         return new == "off"
+    if key == "train.channels_last" and isinstance(old, bool):  # a bool before its auto / on / off choices
+        return new == ("on" if old else "off")
+    if key == "data.num_workers" and old == 0:  # the default -1 (auto) resolves to 0 for these in-memory data sets
+        return new in (0, -1)                   # (batched augmentation: isl.builders.loader_workers)
     if key == "eval.backend" and old == "auto" and run_folder < AUTO_MEANT_FAISS_BEFORE:
         return new == "faiss"
     return old == new

@@ -1,6 +1,6 @@
 """Benchmark of ISL's additions on CPU: objective step vs an NPID step, triplet building, one mining pass.
 
-    python tools/bench/isl_step.py              # N=50,000, d=128, B=128, K=4096, 5 proxies, top-10, 2 threads
+    python tools/bench/isl_step.py              # N=50,000, d=128, B=256, K=4096, 5 proxies, top-10, 2 threads
     python tools/bench/isl_step.py --quick      # a tiny smoke run
 
 What is timed (median of --repeats after --warmup; the NPID and ISL steps are interleaved so that load from
@@ -8,7 +8,10 @@ other processes hits both alike):
 - NPID step: logits f . V^T / tau, cross entropy against i, backward w.r.t. the features, bank update;
 - ISL step: the same logits, L1 over positive sets (each sample has about --positives random mined
   positives), the hard positive (least similar mined one; a second view for singletons), its B x N logits,
-  L2, backward w.r.t. the features, bank update;
+  L2, backward w.r.t. the features, bank update; in each form: plain (isl/objective.py, the reference), fused
+  (isl/objective_fused.py, eager), fused + compiled (isl.compile_objective), and "training": what a run uses
+  by default here (fused, compiled when B x N >= 2^22, L2's target logits from bf16 inputs where bf16 is native);
+- NPID with its logits and their backward in bf16 (measured, not adopted: see docs/scale.md);
 - triplets of one batch (p drawn from P_i, n the hardest of K random entries outside P_i);
 - one mining pass over every anchor with an untrained G and D and a threshold that accepts every anchor
   (the most neighbour-search work a pass can do);
@@ -16,7 +19,8 @@ other processes hits both alike):
   bank update included): NPID (one view); ISL as `isl.stages.train_encoder_epoch` does it (view 1 with
   autograd, view 2 under no_grad); and ISL as it was before (both views through one forward and backward,
   view 2's gradient thrown away). On CPU a small --enc-batch keeps it quick; the ratios are what to read.
-Targets from the project's issue: objective ISL / NPID <= 1.3; encoder step ISL / NPID <= 1.25; mining pass
+The glibc allocator is tuned as in training (isl.hardware.tune_allocator). Targets: objective ISL / NPID <= 1.3
+(the training form); encoder step ISL / NPID <= 1.25; mining pass
 <= 60 s on 2 cores.
 """
 from __future__ import annotations
@@ -34,11 +38,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from isl.gan import Discriminator, Generator  # noqa: E402
+from isl.hardware import describe, native_bf16, tune_allocator  # noqa: E402
 from isl.memory_bank import MemoryBank  # noqa: E402
 from isl.models import build_encoder  # noqa: E402
 from isl.mining import mine_gan  # noqa: E402
 from isl.objective import ISLLoss, hard_positive_logits  # noqa: E402
-from isl.objective_fused import FusedISLLoss  # noqa: E402
+from isl.objective_fused import FusedISLLoss, use_compile  # noqa: E402
 from isl.positives import PositiveSets  # noqa: E402
 from isl.triplets import build_triplets  # noqa: E402
 
@@ -47,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-samples", type=int, default=50_000, help="N, rows of the memory bank")
     p.add_argument("--dim", type=int, default=128, help="d, feature dimension")
-    p.add_argument("--batch", type=int, default=128, help="B, anchors per step")
+    p.add_argument("--batch", type=int, default=256, help="B, anchors per step")
     p.add_argument("--positives", type=float, default=5.0, help="mean number of mined positives per sample")
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--lam", type=float, default=0.5)
@@ -64,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enc-batch", type=int, default=32, help="images per encoder step (128 in training)")
     p.add_argument("--enc-repeats", type=int, default=3, help="timed encoder steps of each kind")
     p.add_argument("--arch", default="resnet18", help="encoder of the encoder-step benchmark")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile of the plain objective")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     return p
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.repeats, args.warmup, args.chunk_size = 3, 1, 512
         args.enc_batch, args.enc_repeats, args.arch = 8, 1, "convnet"
     torch.set_num_threads(args.threads)
+    tune_allocator()
     n, d, b, tau = args.num_samples, args.dim, args.batch, args.temperature
     gen = torch.Generator().manual_seed(args.seed)
     bank = MemoryBank(n, d, generator=gen)
@@ -144,32 +149,38 @@ def main(argv: list[str] | None = None) -> dict:
         F.cross_entropy(bank.logits(f, tau), idx).backward()
         bank.update(idx, f.detach())
 
-    def isl_step(idx, f0, f2, loss=objective):
+    def isl_step(idx, f0, f2, loss=objective, target_dtype=None):
         f = f0.clone().requires_grad_()
         logits = bank.logits(f, tau)                                                  # B x N, the one matmul
         pos_idx, pos_mask = positives.padded(idx)                                     # B x M
         hard, valid = hard_positive_logits(f.detach(), idx, bank, positives, tau, "least_similar",
-                                           second_view=f2, similarities=logits.detach())
+                                           second_view=f2, similarities=logits.detach(), dtype=target_dtype)
         loss(logits, pos_idx, pos_mask, hard, valid, check=False)["loss"].backward()
         bank.update(idx, f.detach())
 
-    fused = FusedISLLoss(tau, args.lam)
-    forms = {"plain": objective, "fused": fused}
-    if args.compile:
-        compiled = ISLLoss(tau, args.lam)
-        compiled.terms = torch.compile(compiled.terms)  # M varies per batch: dynamic shapes
-        forms["compiled"] = compiled
+    def npid_bf16_step(idx, f0):  # the logits and their backward from bf16 inputs (not adopted)
+        f = f0.clone().requires_grad_()
+        F.cross_entropy(bank.logits(f.bfloat16(), tau).float(), idx).backward()
+        bank.update(idx, f.detach())
+
+    cpu = torch.device("cpu")
+    training = FusedISLLoss(tau, args.lam, compile=use_compile("auto", args.lam, b * n, cpu))
+    target_dtype = torch.bfloat16 if native_bf16(cpu) else None
+    forms = {"plain": (objective, None), "fused": (FusedISLLoss(tau, args.lam), None),
+             "compiled": (FusedISLLoss(tau, args.lam, compile=True), None), "training": (training, target_dtype)}
 
     @torch.no_grad()
     def hard_matmul(f2):  # the part of the ISL step that has no NPID counterpart: p^hard's B x N logits
         bank.logits(f2, tau)
 
-    t_npid, t_trip, t_hard = [], [], []
+    t_npid, t_trip, t_hard, t_npid16 = [], [], [], []
     t_forms = {name: [] for name in forms}
     for s in range(steps):  # interleaved, so that background load hits all alike
         for fn, args_, out in ((npid_step, (batches[s], feats[s]), t_npid),
-                               *((lambda i, f, f2, loss=loss: isl_step(i, f, f2, loss), (batches[s], feats[s], views[s]),
-                                  t_forms[name]) for name, loss in forms.items()),
+                               (npid_bf16_step, (batches[s], feats[s]), t_npid16),
+                               *((lambda i, f, f2, loss=loss, dt=dt: isl_step(i, f, f2, loss, dt),
+                                  (batches[s], feats[s], views[s]), t_forms[name])
+                                 for name, (loss, dt) in forms.items()),
                                (hard_matmul, (views[s],), t_hard),
                                (lambda i, f: build_triplets(f, i, bank, positives, args.num_candidates, gen),
                                 (batches[s], feats[s]), t_trip)):
@@ -178,8 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
             if s >= args.warmup:
                 out.append(time.perf_counter() - start)
     npid_ms, trip_ms, hard_ms = _median_ms(t_npid), _median_ms(t_trip), _median_ms(t_hard)
+    npid16_ms = _median_ms(t_npid16)
     form_ms = {name: _median_ms(t) for name, t in t_forms.items()}
-    isl_ms = form_ms["plain"]
+    isl_ms = form_ms["training"]
 
     torch.manual_seed(args.seed)
     G, D = Generator(d), Discriminator(d)
@@ -199,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
               "backend": args.backend,
               "npid_step_ms": round(npid_ms, 2), "isl_step_ms": round(isl_ms, 2),
               "isl_over_npid": round(isl_ms / npid_ms, 3), "hard_logits_matmul_ms": round(hard_ms, 2),
+              "npid_bf16_logits_step_ms": round(npid16_ms, 2), "training_compiled": training.compile,
+              "training_target_bf16": target_dtype is not None,
               **{f"isl_{name}_step_ms": round(ms, 2) for name, ms in form_ms.items()},
               "triplets_ms": round(trip_ms, 2),
               "num_candidates": args.num_candidates, "mining_pass_s": round(mine_s, 2),
@@ -208,11 +222,15 @@ def main(argv: list[str] | None = None) -> dict:
               "enc_isl_s": round(enc["isl_now"], 3), "enc_isl_over_npid": round(enc["isl_now"] / enc["npid"], 3),
               "enc_isl_before_over_npid": round(enc["isl_before"] / enc["npid"], 3),
               "enc_saving": round(1 - enc["isl_now"] / enc["isl_before"], 3)}
-    print(f"N={n} d={d} B={b} threads={args.threads}")
+    print(f"N={n} d={d} B={b} threads={args.threads}; {describe(cpu)}")
     print(f"NPID step            {npid_ms:9.2f} ms")
+    print(f"NPID, bf16 logits    {npid16_ms:9.2f} ms   (logits and their backward from bf16 inputs; not adopted)")
     for name, ms in form_ms.items():
-        print(f"ISL step, {name:9s}  {ms:9.2f} ms   ISL / NPID = {ms / npid_ms:.3f}  (target <= 1.3)"
-              + ("" if name == "plain" else f"; plain / {name} = {isl_ms / ms:.3f}"))
+        print(f"ISL step, {name:9s}  {ms:9.2f} ms   ISL / NPID = {ms / npid_ms:.3f}"
+              + ("  (target <= 1.3)" if name == "training" else "")
+              + ("" if name == "plain" else f"; plain / {name} = {form_ms['plain'] / ms:.3f}"))
+    print(f"  training = fused, {'compiled' if training.compile else 'eager'}, L2's target logits in "
+          f"{'bf16' if target_dtype is not None else 'float32'}")
     print(f"  of which p^hard's B x N matmul {hard_ms:.2f} ms (L2's second softmax over the bank; NPID has none)")
     print(f"triplets, one batch  {trip_ms:9.2f} ms   (K={args.num_candidates}; reference code: 200 ms)")
     print(f"mining pass          {mine_s:9.2f} s    ({n} anchors, {args.n_proxies} proxies, top-{args.topk}, "
