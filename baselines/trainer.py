@@ -22,13 +22,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from isl.amp import autocast, grad_scaler, resolve_precision, to_memory_format
-from isl.builders import build_encoder_from_config, build_eval_loaders, build_train_set
+from isl.builders import (build_encoder_from_config, build_eval_loaders, build_raw_train_set, build_train_set,
+                          loader_workers, uses_batched_augment)
 from isl.checkpoint import (RNG_KEYS, check_fields, check_format, check_keys, load_checkpoint, load_module_state,
                             load_optimizer_state, rng_state, seed_everything, set_rng_state)
 from isl.config import Config, ConfigError, to_dict
 from isl.distributed import (ShardedBatches, all_gather_batch, all_gather_with_grad, broadcast_object, is_main,
                              init_distributed, local_share, per_rank_batch, shard_loader, world_size, wrap_model)
-from isl.data import DATASETS, augment_tensor_batch, build_transform, dataset_targets
+from isl.data import DATASETS, build_transform, dataset_targets
+from isl.data.transforms import augment_raw_batch
 from isl.eval import extract_features
 from isl.hardware import tune_allocator
 from isl.progress import PROGRESS, epoch_line
@@ -94,11 +96,13 @@ class BaselineRun:
         check_baseline_config(cfg)
         self.cfg, self.device, b = cfg, device, cfg.baseline
         seed_everything(cfg.seed)
-        batched = DATASETS[cfg.data.name].in_memory and cfg.data.augment != "none"
-        # digits, Fashion-MNIST: raw 1 x S x S tensors, augmented a whole batch at once; others: per image
-        self.train_set = build_train_set(cfg, transform=(lambda x: x) if batched else None)
-        self.augment = ((lambda x, g: augment_tensor_batch(x, cfg.data.name, cfg.data.augment, generator=g))
+        batched = uses_batched_augment(cfg) and cfg.data.augment != "none"
+        # data.augment_backend auto / batched: raw images (digits, Fashion-MNIST 1 x S x S float; CIFAR, STL-10, SVHN
+        # C x H x W uint8), a whole batch augmented at once on the device; pil: per image in the DataLoader
+        self.train_set = build_raw_train_set(cfg) if batched else build_train_set(cfg)
+        self.augment = ((lambda x, g: augment_raw_batch(x, cfg.data.name, cfg.data.augment, generator=g))
                         if batched else None)
+        self.train_workers = loader_workers(cfg, per_image=not batched)
         self.labels = dataset_targets(self.train_set)  # N
         if bool((self.labels < 0).any()):
             raise ConfigError(f"{cfg.data.name}/{cfg.data.train_split} has unlabelled images (target -1); "
@@ -144,9 +148,9 @@ class BaselineRun:
 
     def train_loader(self, epoch: int) -> DataLoader:
         """The epoch's global batches; under torchrun each rank loads its share of each (`ShardedBatches`),
-        except in-memory data sets, whose whole batch is augmented with the epoch's generator on every rank and
-        then sliced (`train_one_epoch`), so the augmentation draws are the one-process draws."""
-        common = dict(num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        except with the batched augmentation, where the whole batch is augmented with the epoch's generator on every
+        rank and then sliced (`train_one_epoch`), so the augmentation draws are the one-process draws."""
+        common = dict(num_workers=self.train_workers, pin_memory=self.device.type == "cuda")
         shard = world_size() > 1 and self.augment is None
         bs = self.cfg.train.batch_size
         if self.sampler is None:
@@ -162,7 +166,7 @@ class BaselineRun:
         """Test-transform embeddings of the whole training set, in dataset order: (N x d, N)."""
         plain = build_train_set(self.cfg, transform=build_transform(self.cfg.data.name, train=False))
         loader = DataLoader(plain, batch_size=self.cfg.eval.batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=loader_workers(self.cfg, per_image=False))
         features, labels, _ = extract_features(self.model, loader, self.device)
         return features, labels
 
@@ -195,8 +199,8 @@ def train_one_epoch(s: BaselineRun, epoch: int) -> dict[str, float]:
     total, steps, start = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
     images_seen = 0
     for images, labels, _ in s.train_loader(epoch):
-        if s.augment is not None:
-            images = s.augment(images, augment_gen)  # B x 1 x 8 x 8
+        if s.augment is not None:  # the global batch's draws from the epoch's CPU generator, computed on the device
+            images = s.augment(images.to(device, non_blocking=True), augment_gen)  # B x C x H x W
             images, labels = local_share(images, labels)  # torchrun: this rank's B/W of the augmented batch
         images, labels = images.to(device, non_blocking=True), labels.to(device)
         with autocast(device, s.precision.amp):  # only the encoder; the miner and the loss run in float32

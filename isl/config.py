@@ -50,8 +50,11 @@ class DataConfig:
     test_fraction: float = 0.2      # digits only: size of the stratified test split
     split_seed: int = 0             # digits only: seed of the stratified split (fixed across runs)
     augment: str = "default"        # augmentation preset of the train transform (see isl.data.transforms)
+    augment_backend: str = "auto"   # auto | batched: the views of a whole batch drawn on the training device |
+                                    # pil: per image in the DataLoader (torchvision's transforms, the reference)
     image_size: int = 0             # fashion_mnist only: resize every image to this side at load (0 = native 28)
-    num_workers: int = 0            # DataLoader workers (0 for in-memory digits)
+    num_workers: int = -1           # DataLoader workers; -1 = auto: the available cores (at most 8) for the pil
+                                    # backend's train loader, else 0 (in-process); 0 = always in-process
 
 
 @dataclass
@@ -434,7 +437,8 @@ _UNIT_LEFT = (lambda v: 0 <= v < 1, "in [0, 1)")
 _ANY = (lambda v: True, "a finite number")
 RANGES: tuple[tuple[str, tuple], ...] = (
     ("seed", _GE0),
-    ("data.test_fraction", _UNIT_OPEN), ("data.split_seed", _GE0), ("data.num_workers", _GE0),
+    ("data.test_fraction", _UNIT_OPEN), ("data.split_seed", _GE0),
+    ("data.num_workers", (lambda v: v >= -1, ">= -1 (-1 = auto, 0 = in-process)")),
     ("model.low_dim", (lambda v: v >= 2, ">= 2")),
     ("optim.lr", _POS), ("optim.momentum", _UNIT_LEFT), ("optim.weight_decay", _GE0),
     ("optim.warmup_epochs", _GE0), ("optim.step_gamma", _POS),
@@ -506,7 +510,7 @@ def validate(c: Config) -> None:
            f"train.device={c.train.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     # the choice lists live with the code that implements them (imported here, not copied)
     from .data import DATASETS
-    from .data.transforms import augment_presets
+    from .data.transforms import AUGMENT_BACKENDS, augment_presets
     from .mining import RADIUS_MODES
     from .models.encoder import TRUNKS
     from .neighbors import BACKENDS
@@ -523,6 +527,7 @@ def validate(c: Config) -> None:
     presets = augment_presets(c.data.name)
     _check(c.data.augment in presets, f"data.augment={c.data.augment!r} is not a preset of {c.data.name}; choose "
            f"one of {', '.join(presets)}{_closest(c.data.augment, presets)}")
+    _choice(c.data.augment_backend, AUGMENT_BACKENDS, "data.augment_backend")
     _choice(c.model.arch, tuple(TRUNKS), "model.arch")
     _choice(isl.hard_positive, HARD_POSITIVE_MODES, "isl.hard_positive")
     _choice(isl.singleton_hard, SINGLETON_HARD_MODES, "isl.singleton_hard")

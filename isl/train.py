@@ -21,14 +21,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from .amp import grad_scaler, resolve_precision, to_memory_format
-from .builders import build_encoder_from_config, build_eval_loaders, build_train_set
+from .builders import (build_encoder_from_config, build_eval_loaders, build_raw_train_set, build_train_set,
+                       loader_workers, uses_batched_augment)
 from .checkpoint import (RNG_KEYS, CheckpointError, check_fields, check_format, check_keys, load_checkpoint,
                          load_module_state, load_optimizer_state, rng_state, seed_everything,
                          set_rng_state)
 from .config import Config, to_dict
 from .distributed import (all_gather_batch, broadcast_object, check_same, init_distributed, is_main, per_rank_batch,
                           rank_seed, shard_loader, world_size, wrap_model)
-from .data import DATASETS, MultiView, augment_tensor_batch, build_transform, dataset_targets
+from .data import MultiView, build_transform, dataset_targets
+from .data.transforms import augment_raw_batch, augment_views
 from .experiments.collect import mining_diagnostics
 from .gan import Discriminator, EarlyStopping, Generator
 from .hardware import describe, tune_allocator
@@ -87,14 +89,15 @@ class ISLRun:
             loss_cls = FusedISLLoss if cfg.isl.fused_objective else ISLLoss
             self.objective = loss_cls(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean)  # the one owner of tau
         n_views = 2 if needs_second_view(cfg, self.objective) else 1
-        if DATASETS[cfg.data.name].in_memory:
-            # digits, Fashion-MNIST: raw 1 x S x S tensors; the views are drawn on the whole batch at once
-            self.train_set = build_train_set(cfg, transform=lambda x: x)
-            self.batch_views = lambda x: torch.stack(
-                [augment_tensor_batch(x, cfg.data.name, cfg.data.augment) for _ in range(n_views)], dim=1)
-        else:
+        if uses_batched_augment(cfg):
+            # raw images (digits, Fashion-MNIST: 1 x S x S float; CIFAR, STL-10, SVHN: C x H x W uint8); the views
+            # are drawn on the whole batch at once, on the training device, from torch's global RNG (checkpointed)
+            self.train_set = build_raw_train_set(cfg)
+            self.batch_views = lambda x: augment_views(x, cfg.data.name, cfg.data.augment, n_views)
+        else:  # data.augment_backend=pil: the DataLoader's workers draw the views image by image
             views = MultiView(build_transform(cfg.data.name, train=True, preset=cfg.data.augment), n_views)
             self.train_set, self.batch_views = build_train_set(cfg, views), None
+        self.train_workers = loader_workers(cfg, per_image=self.batch_views is None)
         # build_train_set refused a batch larger than the training set; under torchrun the global batch
         # must also split evenly over the ranks
         per_rank_batch(cfg.train.batch_size)
@@ -213,16 +216,17 @@ class ISLRun:
             was_training = self.model.training
             self.model.eval()
             loader = DataLoader(self.train_set, batch_size=max(cfg.train.batch_size, 256), shuffle=False,
-                                num_workers=cfg.data.num_workers)
+                                num_workers=self.train_workers)
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 torch.manual_seed(seed)  # every augmentation draw below comes from this seed
                 for v in range(out.shape[0]):
                     for images, _, idx in loader:
-                        if self.batch_views is not None:  # raw images: one batched augmentation
-                            images = augment_tensor_batch(images, cfg.data.name, cfg.data.augment)
+                        images = images.to(self.device)
+                        if self.batch_views is not None:  # raw images: one batched augmentation, on the device
+                            images = augment_raw_batch(images, cfg.data.name, cfg.data.augment)
                         else:                             # the loader's transform drew the views
                             images = images[:, 0]
-                        out[v, idx.to(self.device)] = self.model(images.to(self.device)).float()
+                        out[v, idx.to(self.device)] = self.model(images).float()
             self.model.train(was_training)
             views = out
         self._views = (rnd, views)
@@ -233,9 +237,9 @@ class ISLRun:
         shuffle = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch_seed)
         if world_size() > 1:
             return shard_loader(self.train_set, self.cfg.train.batch_size, shuffle,
-                                num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+                                num_workers=self.train_workers, pin_memory=self.device.type == "cuda")
         return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.cfg.data.num_workers, generator=shuffle,
+                          num_workers=self.train_workers, generator=shuffle,
                           pin_memory=self.device.type == "cuda")
 
 

@@ -24,14 +24,17 @@ from baseline_tool_helpers import TINY as BASELINE_TINY
 from baselines.trainer import run_baseline
 from test_train_isl import TINY
 
+# float32 throughout: the check is that 2 ranks compute what 1 process computes on the global batch, to 1e-5;
+# under bf16 (train.amp=auto on a CPU with bf16 units) the two batch splits round differently
+FLOAT32 = ["train.amp=off", "train.channels_last=off"]
 SETTINGS = TINY + ["model.arch=convnet_gn", "data.augment=none", "isl.mining.strategy=knn", "train.epochs_first=1",
                    "train.batch_size=32", "train.max_steps_per_epoch=4", "eval.linear_probe=false",
-                   "isl.mining.quota=0.05", "isl.mining.radius=1.2", "train.device=cpu"]
+                   "isl.mining.quota=0.05", "isl.mining.radius=1.2", "train.device=cpu", *FLOAT32]
 ATOL = 1e-5
 # the baseline trainer: proxy_anchor (its proxies live outside DDP), batches of 32 = 4 per class, 2 epochs of 2
 # steps, digits augmentation on (the whole batch is augmented on every rank, then sliced)
 BASELINE = BASELINE_TINY + ["model.arch=convnet_gn", "baseline.loss=proxy_anchor", "baseline.loss_kwargs={}",
-                            "baseline.epochs=2", "eval.linear_probe=false", "train.device=cpu"]
+                            "baseline.epochs=2", "eval.linear_probe=false", "train.device=cpu", *FLOAT32]
 
 
 def _free_port() -> int:

@@ -14,6 +14,12 @@ float tensor C x H x W.
 The in-memory augmentation has one implementation, `augment_batch` (affine_grid / grid_sample over a whole
 batch, one torch.Generator); the per-sample transform `TensorAugment` calls it on a batch of one, so the
 per-sample and the batched paths draw from the same distribution.
+
+Two paths (`data.augment_backend`, AUGMENT_BACKENDS): `batched` (what `auto` picks for every data set here) draws the
+views of a whole batch of raw images on the training device (`augment_views`: augment_tensor_batch for the in-memory
+data sets, isl.data.image_augment for the RGB ones, whose raw images are uint8 C x H x W tensors,
+isl.data.tensor_images); `pil` keeps the per-image transform of build_transform in the DataLoader (MultiView), the
+reference the batched RGB path is tested against (tests/test_data_batch_augment.py). Both read IMAGE_PRESETS.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
+from isl.data.image_augment import ImageAugmentParams, augment_image_batch, normalize_images
 from isl.data.registry import dataset_info
 
 
@@ -60,7 +67,12 @@ FASHION_PRESETS: dict[str, AugmentParams] = {
 }
 # data sets held in memory as float tensors 1 x S x S in [0, 1]: augmented a whole batch at once
 TENSOR_PRESETS: dict[str, dict[str, AugmentParams]] = {"digits": DIGIT_PRESETS, "fashion_mnist": FASHION_PRESETS}
-PIL_PRESETS = ("none", "default")
+# RGB data sets (CIFAR, STL-10, SVHN): the reference recipe, without a flip (default) or with one (flip)
+IMAGE_PRESETS: dict[str, ImageAugmentParams] = {"default": ImageAugmentParams(),
+                                                "flip": ImageAugmentParams(hflip=0.5)}
+PIL_PRESETS = ("none",) + tuple(IMAGE_PRESETS)
+# data.augment_backend: auto (batched wherever a data set has a batched path: all of DATASETS) | batched | pil
+AUGMENT_BACKENDS = ("auto", "batched", "pil")
 
 
 def affine_digits(x: torch.Tensor, angle_deg: torch.Tensor, translate_px: torch.Tensor,
@@ -187,8 +199,8 @@ def build_transform(dataset: str, train: bool, preset: str = "default") -> Calla
 
     train=False, or preset="none": test transform (ToTensor + Normalize; digits: Normalize).
     train=True: CIFAR-10/100(-20), SVHN: RandomResizedCrop(32, scale 0.2-1) + ColorJitter(0.4 x 4) +
-    RandomGrayscale(0.2), no flip; STL-10 the same at 96 px; digits / fashion_mnist: TENSOR_PRESETS[dataset]
-    [preset] ("weak" | "default" | "strong").
+    RandomGrayscale(0.2), no flip (IMAGE_PRESETS["default"]; "flip" adds RandomHorizontalFlip(0.5) after the crop);
+    STL-10 the same at 96 px; digits / fashion_mnist: TENSOR_PRESETS[dataset][preset] ("weak" | "default" | "strong").
     """
     info = dataset_info(dataset)
     preset = _check_preset(dataset, preset)
@@ -198,12 +210,50 @@ def build_transform(dataset: str, train: bool, preset: str = "default") -> Calla
     normalize = [T.ToTensor(), T.Normalize(info.mean, info.std)]
     if test_mode:
         return T.Compose(normalize)
+    p = IMAGE_PRESETS[preset]
     return T.Compose([
-        T.RandomResizedCrop(info.image_size, scale=(0.2, 1.0)),
-        T.ColorJitter(0.4, 0.4, 0.4, 0.4),
-        T.RandomGrayscale(p=0.2),
+        T.RandomResizedCrop(info.image_size, scale=p.scale, ratio=p.ratio),
+        *([T.RandomHorizontalFlip(p.hflip)] if p.hflip > 0 else []),
+        T.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue),
+        T.RandomGrayscale(p=p.grayscale),
         *normalize,
     ])
+
+
+def batched_augment(dataset: str, backend: str = "auto") -> bool:
+    """Whether training draws its views on whole batches of raw images (augment_views) rather than per image in the
+    DataLoader (build_transform): data.augment_backend auto | batched -> True, pil -> False. Every data set of
+    DATASETS has a batched path; a data set of files without one would make auto False and batched an error."""
+    dataset_info(dataset)
+    if backend not in AUGMENT_BACKENDS:
+        raise ValueError(f"unknown augment backend {backend!r}; choose one of {list(AUGMENT_BACKENDS)}")
+    return backend != "pil"
+
+
+def augment_raw_batch(x: torch.Tensor, dataset: str, preset: str = "default",
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """One augmented view of a batch of raw images (isl.builders.build_raw_train_set's items), on x's device:
+    digits / Fashion-MNIST B x 1 x S x S float in [0, 1] (augment_tensor_batch); RGB data sets B x 3 x H x W uint8
+    (or float in [0, 1]; isl.data.image_augment). Normalised float32, as build_transform's train transform; preset
+    "none": the test transform. generator: None -> the default generator of x's device."""
+    if dataset in TENSOR_PRESETS:
+        return augment_tensor_batch(x, dataset, preset, generator)
+    info = dataset_info(dataset)
+    if _check_preset(dataset, preset) == "none":
+        return normalize_images(x, info.mean, info.std)
+    return augment_image_batch(x, IMAGE_PRESETS[preset], info.image_size, info.mean, info.std, generator)
+
+
+def augment_views(x: torch.Tensor, dataset: str, preset: str = "default", n_views: int = 2,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """n_views independent views of a batch of raw images: B x ... -> B x n_views x C x H x W (as MultiView through
+    a DataLoader). RGB images: one call on the batch repeated n_views times (row v B + i is view v of image i), so
+    each view [:, v] is a contiguous block of the result."""
+    if dataset in TENSOR_PRESETS or n_views == 1:  # the in-memory data sets keep their per-view draws
+        return torch.stack([augment_raw_batch(x, dataset, preset, generator) for _ in range(n_views)], dim=1)
+    b = x.shape[0]
+    views = augment_raw_batch(x.repeat(n_views, 1, 1, 1), dataset, preset, generator)   # (n_views B) x C x H x W
+    return views.view(n_views, b, *views.shape[1:]).transpose(0, 1)
 
 
 class MultiView:

@@ -6,6 +6,8 @@ Netzer et al. 2011 (SVHN). The subclasses add only:
 
 - the sample's position in the data set as a third item (`index`, used to address the memory bank);
 - `all_targets()`: every target as an int64 tensor without decoding an image;
+- `image_tensor()`: every image as one uint8 tensor N x C x H x W (isl.data.tensor_images), for the batched
+  augmentation;
 - CIFAR-100's 20 superclasses (`label_type="coarse"`), read from the pickles' `coarse_labels`, which
   torchvision loads but does not keep;
 - a clear `DatasetNotFoundError` naming the missing files and how to get them, and a
@@ -85,6 +87,11 @@ class _TorchvisionIndexed:
         image, target = super().__getitem__(index)  # type: ignore[misc]
         return image, int(target), index
 
+    def image_tensor(self) -> torch.Tensor:
+        """images: N x C x H x W uint8, the pixels __getitem__ makes PIL images of (STL-10 and SVHN keep `.data`
+        channel-first; shares its memory)."""
+        return torch.from_numpy(np.ascontiguousarray(self.data))  # type: ignore[attr-defined]
+
 
 class CIFAR10Indexed(_TorchvisionIndexed, tvd.CIFAR10):
     """torchvision CIFAR10 whose items are (PIL image 32 x 32, target, index)."""
@@ -106,6 +113,10 @@ class CIFAR10Indexed(_TorchvisionIndexed, tvd.CIFAR10):
 
     def _required_files(self) -> list[str]:
         return [f for f, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+
+    def image_tensor(self) -> torch.Tensor:
+        """images: N x 3 x 32 x 32 uint8 (torchvision holds CIFAR's `.data` as N x H x W x C)."""
+        return torch.from_numpy(self.data).permute(0, 3, 1, 2).contiguous()
 
     def all_targets(self) -> torch.Tensor:
         """targets: N int64."""

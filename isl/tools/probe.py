@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from baselines.registry import LOSSES, build_loss, unknown_name_error
 from baselines.samplers import MPerClassBatchSampler
-from isl.builders import build_encoder_from_config, select_device
+from isl.builders import build_encoder_from_config, loader_workers, select_device
 from isl.checkpoint import load_module_state, load_saved_run
 from isl.cli import run_cli
 from isl.config import ConfigError
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise ConfigError(f"--split {split}: {d.name} has the splits {', '.join(DATASETS[d.name].splits)}")
     dataset = build_dataset(d.name, split, d.root, build_transform(d.name, train=False), d.download,
                             test_fraction=d.test_fraction, split_seed=d.split_seed, verify_checksums=d.verify_checksums)
-    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=d.num_workers)
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
+                        num_workers=loader_workers(cfg, per_image=False))
     features, labels, _ = extract_features(model, loader, device)
     keep = labels >= 0  # unlabelled images (STL-10) have no class
     features, labels = features[keep].to(device), labels[keep].to(device)
