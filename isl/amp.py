@@ -1,7 +1,7 @@
 """Mixed precision for the encoder (`train.amp: auto | off | bf16 | fp16`) and the channels_last layout.
 
-`resolve_precision` turns the config's `auto`s into what a run uses (results.json records it): bf16 where the
-device multiplies bf16 natively (isl/hardware.py: AMX / AVX512-BF16 CPUs, CUDA from Ampere on), float32
+`resolve_precision` turns the config's `auto`s into what a run uses (results.json records it): `train.amp=auto`
+is bf16 where the device multiplies bf16 natively (isl/hardware.py: AMX / AVX512-BF16 CPUs, CUDA from Ampere on), float32
 elsewhere, where emulated bf16 is slower than float32; channels_last for the conv encoders on CPU (oneDNN's
 convolutions are faster in it in float32 and bf16: docs/scale.md) and on CUDA under amp (tensor cores).
 

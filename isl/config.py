@@ -80,9 +80,10 @@ class TrainConfig:
     batch_size: int = 128
     epochs_first: int = 200         # instance-discrimination epochs before the first mining round
     epochs_per_round: int = 200     # encoder epochs after each mining round
-    amp: str = "auto"               # auto | off | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); auto
-                                    # = bf16 where the device runs it natively (isl/hardware.py), else off; the
-                                    # bank, the objective, losses and GAN stay float32 (isl/amp.py)
+    amp: str = "off"                # off | auto | bf16 | fp16: autocast of the encoder (fp16 with a GradScaler); auto
+                                    # = bf16 where the device runs it natively (isl/hardware.py), else off. Off by
+                                    # default: bf16 cost Fashion-MNIST kNN accuracy on 2 of 2 seeds
+                                    # (docs/results.md). The bank, objective, losses and GAN stay float32 (isl/amp.py)
     channels_last: str = "auto"     # auto | on | off: the encoder and its image batches in channels_last memory
                                     # format; auto = on for the conv encoders on CPU, and on CUDA under amp
     sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA only)
@@ -148,10 +149,11 @@ class ISLConfig:
     hard_positive_query: str = "feature"  # rank mined positives by f_i . v_j (ours) | bank_row: v_i . v_j (code)
     l2_mean: str = "valid"          # L2 averaged over anchors with a hard positive (ours) | batch (reference code)
     rounds: int = 4                 # mining rounds (0 = NPID)
-    fused_objective: bool = True    # the fused forward/backward (isl/objective_fused.py), same values as the plain
-                                    # form (false: isl/objective.py, the reference)
-    compile_objective: str = "auto"  # auto | on | off: the fused form's B x N pass through torch.compile; auto = on
-                                    # when B x N >= 2^22 (where the compile's ~20 s pays back), eager if it fails
+    fused_objective: bool = False   # the fused forward/backward (isl/objective_fused.py) in eager mode, same values;
+                                    # false: isl/objective.py, the reference (as fast in eager mode)
+    compile_objective: str = "auto"  # auto | on | off: the fused form with its B x N pass through torch.compile
+                                    # (1.4x faster objective step at N = 50k); auto = on when B x N >= 2^22, where
+                                    # the ~20 s compile pays back; eager (one warning) where compiling fails
     bank_chunk: int = 0             # >0: the objective over chunks of this many bank rows, never a B x N tensor
                                     # (isl/objective_chunked.py; ImageNet-sized banks; fused_objective unused);
                                     # 0: the B x N form
@@ -246,7 +248,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 # yaml 1.1 reads a bare `off` / `on` as false / true: these text keys take the booleans as their "off" / "on"
 # choices (train.amp and train.channels_last used to be bools, so older run directories load too); None: a
 # boolean true is refused (train.amp names a precision)
-_BOOL_AS_TEXT = {"train.amp": (None, "off"), "train.channels_last": ("on", "off")}
+_BOOL_AS_TEXT = {"train.amp": (None, "off"), "train.channels_last": ("on", "off"),
+                 "isl.compile_objective": ("on", "off")}
 
 
 class _KeyUpdates(dict):

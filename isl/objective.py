@@ -14,8 +14,8 @@ from p^hard, against the stated aim (hard positive enhancement), so we minimise 
 With P_i = {i} and lambda = 0, L1 is exactly instance discrimination (NPID): cross_entropy(logits, i).
 
 This module is the plain form, the reference: a dozen lines of log_softmax / logsumexp / KL that read like
-the formulas. `isl/objective_fused.py` holds the fused forward/backward the training uses by default
-(`isl.fused_objective`), tested equal to it.
+the formulas. `isl/objective_fused.py` holds the fused forward/backward that large banks train with
+(`isl.compile_objective`), tested equal to it.
 The single B x N bank matmul is the caller's (`MemoryBank.logits`) and is shared by L1 and L2; the hard
 positives need one more matmul, without gradient. tau has one owner: `ISLLoss.temperature`; the training step
 passes it to `MemoryBank.logits` and `hard_positive_logits`.

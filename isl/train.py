@@ -102,8 +102,9 @@ class ISLRun:
         # must also split evenly over the ranks
         per_rank_batch(cfg.train.batch_size)
         n = len(self.train_set)
-        if isinstance(self.objective, FusedISLLoss):  # torch.compile where the bank is large enough to repay it
-            self.objective.compile = use_compile(cfg.isl.compile_objective, lam, cfg.train.batch_size * n, device)
+        if not cfg.isl.bank_chunk and use_compile(cfg.isl.compile_objective, lam, cfg.train.batch_size * n, device):
+            # the fused form with its B x N pass compiled, where the bank is large enough to repay the compile
+            self.objective = FusedISLLoss(cfg.isl.temperature, lam, l2_mean=cfg.isl.l2_mean, compile=True)
         self.labels = dataset_targets(self.train_set).to(device)
         self.bank_loader, self.query_loader = build_eval_loaders(cfg)
         if device.type == "cpu":

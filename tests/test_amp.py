@@ -85,7 +85,7 @@ def test_bad_amp_values_are_one_line_errors():
     # the bools older run directories hold (and yaml's bare on / off) name the choices
     assert [load_config(None, [f"train.channels_last={v}"]).train.channels_last for v in ("true", "false", "on")] \
         == ["on", "off", "on"]
-    assert load_config(None, []).train.amp == "auto" and load_config(None, []).train.channels_last == "auto"
+    assert load_config(None, []).train.amp == "off" and load_config(None, []).train.channels_last == "auto"
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -101,7 +101,7 @@ def test_auto_precision_follows_the_detected_hardware(monkeypatch, native):
 
 
 def test_results_record_the_precision_used(tmp_path):
-    cfg = _npid_cfg(tmp_path)
+    cfg = _npid_cfg(tmp_path, "train.amp=auto")
     results = run_isl(cfg, RunDir.create(cfg, enable_tensorboard=False))
     expected = resolve_precision("auto", "auto", torch.device("cpu"))
     assert (results["amp"], results["channels_last"]) == (expected.amp, expected.channels_last)

@@ -9,8 +9,9 @@ other processes hits both alike):
 - ISL step: the same logits, L1 over positive sets (each sample has about --positives random mined
   positives), the hard positive (least similar mined one; a second view for singletons), its B x N logits,
   L2, backward w.r.t. the features, bank update; in each form: plain (isl/objective.py, the reference), fused
-  (isl/objective_fused.py, eager), fused + compiled (isl.compile_objective), and "training": what a run uses
-  by default here (fused, compiled when B x N >= 2^22, L2's target logits from bf16 inputs where bf16 is native);
+  (isl/objective_fused.py, eager), fused + compiled, "training" (what a run uses by default: the compiled fused
+  form where isl.compile_objective=auto turns it on, B x N >= 2^22) and "training_bf16" (the same with L2's
+  target logits from bf16 inputs, as under train.amp=bf16 where bf16 is native);
 - NPID with its logits and their backward in bf16 (measured, not adopted: see docs/scale.md);
 - triplets of one batch (p drawn from P_i, n the hardest of K random entries outside P_i);
 - one mining pass over every anchor with an untrained G and D and a threshold that accepts every anchor
@@ -164,10 +165,13 @@ def main(argv: list[str] | None = None) -> dict:
         bank.update(idx, f.detach())
 
     cpu = torch.device("cpu")
-    training = FusedISLLoss(tau, args.lam, compile=use_compile("auto", args.lam, b * n, cpu))
+    # what a run uses: the compiled fused form where isl.compile_objective=auto turns it on, else the plain one;
+    # "training_bf16" adds L2's target logits from bf16 inputs, as train.amp=bf16 (or auto on a native-bf16 CPU) does
+    training = (FusedISLLoss(tau, args.lam, compile=True) if use_compile("auto", args.lam, b * n, cpu) else objective)
     target_dtype = torch.bfloat16 if native_bf16(cpu) else None
     forms = {"plain": (objective, None), "fused": (FusedISLLoss(tau, args.lam), None),
-             "compiled": (FusedISLLoss(tau, args.lam, compile=True), None), "training": (training, target_dtype)}
+             "compiled": (FusedISLLoss(tau, args.lam, compile=True), None), "training": (training, None),
+             "training_bf16": (training, target_dtype)}
 
     @torch.no_grad()
     def hard_matmul(f2):  # the part of the ISL step that has no NPID counterpart: p^hard's B x N logits
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
               "backend": args.backend,
               "npid_step_ms": round(npid_ms, 2), "isl_step_ms": round(isl_ms, 2),
               "isl_over_npid": round(isl_ms / npid_ms, 3), "hard_logits_matmul_ms": round(hard_ms, 2),
-              "npid_bf16_logits_step_ms": round(npid16_ms, 2), "training_compiled": training.compile,
+              "npid_bf16_logits_step_ms": round(npid16_ms, 2), "training_compiled": isinstance(training, FusedISLLoss),
               "training_target_bf16": target_dtype is not None,
               **{f"isl_{name}_step_ms": round(ms, 2) for name, ms in form_ms.items()},
               "triplets_ms": round(trip_ms, 2),
@@ -227,10 +231,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"NPID, bf16 logits    {npid16_ms:9.2f} ms   (logits and their backward from bf16 inputs; not adopted)")
     for name, ms in form_ms.items():
         print(f"ISL step, {name:9s}  {ms:9.2f} ms   ISL / NPID = {ms / npid_ms:.3f}"
-              + ("  (target <= 1.3)" if name == "training" else "")
+              + ("  (target <= 1.3)" if name.startswith("training") else "")
               + ("" if name == "plain" else f"; plain / {name} = {form_ms['plain'] / ms:.3f}"))
-    print(f"  training = fused, {'compiled' if training.compile else 'eager'}, L2's target logits in "
-          f"{'bf16' if target_dtype is not None else 'float32'}")
+    print(f"  training = {'fused, compiled' if isinstance(training, FusedISLLoss) else 'plain'} (train.amp=off, "
+          f"the default); training_bf16: the same with L2's target logits in "
+          f"{'bf16 (train.amp=bf16 / auto here)' if target_dtype is not None else 'float32 (no native bf16 here)'}")
     print(f"  of which p^hard's B x N matmul {hard_ms:.2f} ms (L2's second softmax over the bank; NPID has none)")
     print(f"triplets, one batch  {trip_ms:9.2f} ms   (K={args.num_candidates}; reference code: 200 ms)")
     print(f"mining pass          {mine_s:9.2f} s    ({n} anchors, {args.n_proxies} proxies, top-{args.topk}, "

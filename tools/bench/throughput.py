@@ -6,7 +6,8 @@ step and of an epoch through the real data path, in float32, bf16 and bf16 + cha
     python tools/bench/throughput.py --sets fashion_mnist --data-root DATA_ROOT   # the real Fashion-MNIST files
 
 For each data set (its shipped config: digits.yaml, fashion_mnist.yaml, cifar10.yaml's ResNet-18 at 32 px) and
-each precision (`train.amp` / `train.channels_last`: fp32 = off / off, bf16 = bf16 / off, bf16_cl = bf16 / on),
+each precision (`train.amp` / `train.channels_last`: fp32 = off / off, fp32_cl = off / on (the defaults on CPU),
+bf16 = bf16 / off, bf16_cl = bf16 / on),
 one `isl.train.ISLRun` is built from the config and timed on the same machine, one after another:
 - (a) encoder: forward + backward + SGD step of one augmented view, nothing else (the model-only limit);
 - (b) step: `isl.stages.train_encoder_epoch` on one batch held in memory, i.e. what every training step does:
@@ -42,6 +43,7 @@ import torch  # noqa: E402
 from isl.amp import autocast, to_memory_format  # noqa: E402
 from isl.config import load_config  # noqa: E402
 from isl.hardware import describe  # noqa: E402
+from isl.objective_fused import FusedISLLoss  # noqa: E402
 from isl.stages import train_encoder_epoch  # noqa: E402
 from isl.train import ISLRun  # noqa: E402
 
@@ -52,16 +54,18 @@ SETS = {  # name -> (config, extra overrides)
 }
 MODES = {
     "fp32": ["train.amp=off", "train.channels_last=off"],
+    "fp32_cl": ["train.amp=off", "train.channels_last=on"],
     "bf16": ["train.amp=bf16", "train.channels_last=off"],
     "bf16_cl": ["train.amp=bf16", "train.channels_last=on"],
-    "before": ["train.amp=off", "train.channels_last=off", "isl.fused_objective=false"],
+    "before": ["train.amp=off", "train.channels_last=off", "isl.compile_objective=off"],
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    p.add_argument("--modes", nargs="+", default=["fp32", "bf16", "bf16_cl"], choices=[m for m in MODES if m != "before"])
+    p.add_argument("--modes", nargs="+", default=["fp32", "fp32_cl", "bf16", "bf16_cl"],
+                   choices=[m for m in MODES if m != "before"])
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (after --warmup)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (torch.compile, oneDNN caches)")
     p.add_argument("--batch", type=int, default=0, help="batch size (0: the config's)")
@@ -149,7 +153,7 @@ def measure(name: str, mode: str, args, roots: dict[str, str], parts=("a", "b", 
     batch = next(iter(s.train_loader(0)))
     row = {"set": name, "mode": mode, "arch": s.cfg.model.arch, "batch": s.cfg.train.batch_size,
            "bank": len(s.train_set), "amp": s.precision.amp, "channels_last": s.precision.channels_last,
-           "compiled_objective": bool(getattr(s.objective, "compile", False))}
+           "compiled_objective": isinstance(s.objective, FusedISLLoss) and s.objective.compiled}
     if "a" in parts:
         row["encoder"] = encoder_rate(s, batch[0], args)
     if "b" in parts:
